@@ -1,0 +1,123 @@
+"""Input and output shapes of the REST API. Inputs validate; outputs only describe."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from shop.models import Category, Order, OrderLine, OrderStatus, PaymentMethod, Product
+from shop.services import MAX_QUANTITY_PER_LINE
+
+MAX_LINES_PER_ORDER = 100
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name", "slug"]
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    category = CategorySerializer(read_only=True)
+    in_stock = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "sku",
+            "name",
+            "description",
+            "price",
+            "stock",
+            "in_stock",
+            "category",
+            "image",
+        ]
+
+    def get_in_stock(self, product: Product) -> bool:
+        return product.stock > 0
+
+
+class RegisterInputSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(
+        max_length=128, write_only=True, style={"input_type": "password"}
+    )
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+    def validate_username(self, value: str) -> str:
+        user_model = get_user_model()
+        user_model.username_validator(value)
+        if user_model.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError(_("This username is already taken."))
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        candidate = get_user_model()(username=attrs["username"], email=attrs.get("email", ""))
+        try:
+            validate_password(attrs["password"], user=candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": list(exc.messages)}) from exc
+        return attrs
+
+
+class RegisterOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    name = serializers.CharField()
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class OrderLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrderLine
+        fields = ["product", "product_sku", "product_name", "unit_price", "quantity", "line_total"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    lines = OrderLineSerializer(many=True, read_only=True)
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    customer = serializers.CharField(source="customer_name", read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "number",
+            "status",
+            "status_display",
+            "channel",
+            "customer",
+            "payment_method",
+            "delivery_address",
+            "subtotal",
+            "delivery_fee",
+            "total",
+            "created_at",
+            "lines",
+        ]
+
+
+class OrderItemInputSerializer(serializers.Serializer):
+    product = serializers.IntegerField(min_value=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY_PER_LINE)
+
+
+class OrderCreateInputSerializer(serializers.Serializer):
+    items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES_PER_ORDER)
+    payment_method = serializers.ChoiceField(choices=PaymentMethod.choices)
+    delivery_address = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default=""
+    )
+
+
+class OrderStatusInputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=OrderStatus.choices)
+    note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")

@@ -1,0 +1,150 @@
+"""Thin API views: validate input, call a service or selector, describe the result."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from shop import selectors, services
+from shop.api.serializers import (
+    CategorySerializer,
+    OrderCreateInputSerializer,
+    OrderSerializer,
+    OrderStatusInputSerializer,
+    ProductSerializer,
+    RegisterInputSerializer,
+    RegisterOutputSerializer,
+)
+from shop.models import Category, Channel, Order, Product
+
+
+class RegisterView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(
+        request=RegisterInputSerializer,
+        responses={201: RegisterOutputSerializer},
+        summary="Create a shopper account and return its first token pair",
+    )
+    def post(self, request: Request) -> Response:
+        payload = RegisterInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        customer = services.register_user(**payload.validated_data)
+        user = customer.user
+        refresh = RefreshToken.for_user(user)
+        body = RegisterOutputSerializer(
+            {
+                "id": user.pk,
+                "username": user.get_username(),
+                "email": user.email,
+                "name": customer.name,
+                "access": str(refresh.access_token),
+                "refresh": str(refresh),
+            }
+        ).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
+    """Categories that have something on sale."""
+
+    permission_classes = [AllowAny]
+    serializer_class = CategorySerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Category]:
+        return selectors.categories_with_active_products()
+
+
+class ProductFilter(django_filters.FilterSet):
+    category = django_filters.ModelChoiceFilter(queryset=Category.objects.all())
+    search = django_filters.CharFilter(method="filter_search", max_length=100)
+
+    class Meta:
+        model = Product
+        fields = ["category", "search"]
+
+    def filter_search(
+        self, queryset: QuerySet[Product], name: str, value: str
+    ) -> QuerySet[Product]:
+        return selectors.matching_text(queryset, text=value)
+
+
+class ProductViewSet(viewsets.ReadOnlyModelViewSet):
+    """Products on sale: ``category`` (id) and ``search`` filter; ``page_size`` pages."""
+
+    permission_classes = [AllowAny]
+    serializer_class = ProductSerializer
+    filterset_class = ProductFilter
+
+    def get_queryset(self) -> QuerySet[Product]:
+        return selectors.active_products()
+
+
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The caller's own orders (staff: every order). Another customer's order is a 404."""
+
+    serializer_class = OrderSerializer
+
+    def get_queryset(self) -> QuerySet[Order]:
+        return selectors.orders_visible_to(user=self.request.user)
+
+    @extend_schema(
+        request=OrderCreateInputSerializer,
+        responses={
+            201: OrderSerializer,
+            400: OpenApiResponse(description="Malformed body or unavailable product"),
+            409: OpenApiResponse(description="Not enough stock; names every product short"),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        payload = OrderCreateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        customer = services.get_or_create_customer(
+            user=request.user, name=request.user.get_full_name()
+        )
+        order = services.place_order(
+            customer=customer,
+            items=[
+                services.OrderItem(product_id=item["product"], quantity=item["quantity"])
+                for item in data["items"]
+            ],
+            channel=Channel.WEB,
+            payment_method=data["payment_method"],
+            delivery_address=data["delivery_address"],
+            placed_by=request.user,
+        )
+        order = self.get_queryset().get(pk=order.pk)
+        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=OrderStatusInputSerializer,
+        responses={
+            200: OrderSerializer,
+            409: OpenApiResponse(description="The workflow does not allow that move"),
+        },
+        summary="Move an order to another status (staff only)",
+    )
+    @action(detail=True, methods=["post"], url_path="status", permission_classes=[IsAdminUser])
+    def change_status(self, request: Request, pk: str | None = None) -> Response:
+        order = self.get_object()
+        payload = OrderStatusInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.set_order_status(
+            order_id=order.pk,
+            status=payload.validated_data["status"],
+            changed_by=request.user,
+            source="api",
+            note=payload.validated_data["note"],
+        )
+        return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data)

@@ -1,0 +1,373 @@
+"""Every write the shop makes: customers, carts, orders and their status workflow.
+
+Each operation is one transaction. Rows that several checkouts compete for (products) are locked
+with ``select_for_update`` in primary-key order, so two checkouts never wait on each other in a
+circle, and stock moves with ``F()`` expressions. Side effects (logs today; customer notifications
+and dashboard events later) run only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils.translation import gettext as _
+
+from shop.errors import (
+    IllegalStatusTransition,
+    InsufficientStock,
+    InvalidOrder,
+    ProductUnavailable,
+    Shortage,
+)
+from shop.models import (
+    ORDER_NUMBER_OFFSET,
+    ORDER_STATUS_TRANSITIONS,
+    Cart,
+    CartItem,
+    Customer,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OrderStatusChange,
+    Product,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_QUANTITY_PER_LINE = 999
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    """One product and how many of it a customer asks for."""
+
+    product_id: int
+    quantity: int
+
+
+# --- Customers ---------------------------------------------------------------------------------
+
+
+def normalize_whatsapp_phone(raw: str) -> str:
+    """What a phone or WhatsApp shows ("+55 11 91234-5678", "5511912345678@c.us") as E.164."""
+    digits = re.sub(r"\D", "", raw.split("@", 1)[0])
+    if not 8 <= len(digits) <= 15 or digits.startswith("0"):
+        raise InvalidOrder(_("%(phone)s is not a valid phone number.") % {"phone": raw})
+    return f"+{digits}"
+
+
+def get_or_create_customer(
+    *,
+    whatsapp_phone: str | None = None,
+    telegram_id: int | None = None,
+    user: AbstractBaseUser | None = None,
+    name: str = "",
+) -> Customer:
+    """The one customer behind a chat identity or an API user, created on first contact."""
+    if whatsapp_phone:
+        lookup = {"whatsapp_phone": normalize_whatsapp_phone(whatsapp_phone)}
+    elif telegram_id is not None:
+        lookup = {"telegram_id": int(telegram_id)}
+    elif user is not None:
+        lookup = {"user": user}
+    else:
+        raise ValueError("A customer needs a WhatsApp phone, a Telegram id or a user.")
+    customer, created = Customer.objects.get_or_create(**lookup, defaults={"name": name[:150]})
+    if not created and name and not customer.name:
+        customer.name = name[:150]
+        customer.save(update_fields=["name"])
+    return customer
+
+
+def update_customer_details(
+    *, customer: Customer, name: str | None = None, delivery_address: str | None = None
+) -> Customer:
+    fields = []
+    if name is not None:
+        customer.name = name.strip()[:150]
+        fields.append("name")
+    if delivery_address is not None:
+        customer.delivery_address = delivery_address.strip()
+        fields.append("delivery_address")
+    if fields:
+        customer.save(update_fields=fields)
+    return customer
+
+
+def register_user(*, username: str, password: str, email: str = "", name: str = "") -> Customer:
+    """A shopper signing up through the API: a Django user and the customer that buys as them."""
+    user_model = get_user_model()
+    with transaction.atomic():
+        user = user_model.objects.create_user(username=username, email=email, password=password)
+        if name:
+            user.first_name = name[:150]
+            user.save(update_fields=["first_name"])
+        return Customer.objects.create(user=user, name=name[:150])
+
+
+# --- Carts -------------------------------------------------------------------------------------
+
+
+def _check_quantity(quantity: int) -> None:
+    if not 1 <= quantity <= MAX_QUANTITY_PER_LINE:
+        raise InvalidOrder(
+            _("The quantity must be between 1 and %(max)d.") % {"max": MAX_QUANTITY_PER_LINE}
+        )
+
+
+def _sellable_product(product_id: int) -> Product:
+    product = Product.objects.filter(pk=product_id, is_active=True).first()
+    if product is None:
+        raise ProductUnavailable([product_id])
+    return product
+
+
+def add_to_cart(*, customer: Customer, product_id: int, quantity: int = 1) -> CartItem:
+    """Add units of a product to the customer's cart (adds to what is already there)."""
+    _check_quantity(quantity)
+    with transaction.atomic():
+        product = _sellable_product(product_id)
+        cart, _created = Cart.objects.get_or_create(customer=customer)
+        item = CartItem.objects.select_for_update().filter(cart=cart, product=product).first()
+        new_quantity = quantity + (item.quantity if item else 0)
+        _check_quantity(new_quantity)
+        if item is None:
+            item = CartItem.objects.create(cart=cart, product=product, quantity=new_quantity)
+        else:
+            item.quantity = new_quantity
+            item.save(update_fields=["quantity"])
+        cart.save(update_fields=["updated_at"])
+        return item
+
+
+def set_cart_quantity(*, customer: Customer, product_id: int, quantity: int) -> CartItem | None:
+    """Set a cart line to an exact quantity (0 removes it); returns the line, if one is left."""
+    if quantity == 0:
+        remove_from_cart(customer=customer, product_id=product_id)
+        return None
+    _check_quantity(quantity)
+    with transaction.atomic():
+        product = _sellable_product(product_id)
+        cart, _created = Cart.objects.get_or_create(customer=customer)
+        item, _created = CartItem.objects.update_or_create(
+            cart=cart, product=product, defaults={"quantity": quantity}
+        )
+        cart.save(update_fields=["updated_at"])
+        return item
+
+
+def remove_from_cart(*, customer: Customer, product_id: int) -> bool:
+    """Remove a product from the cart; tells whether there was such a line."""
+    deleted, _detail = CartItem.objects.filter(
+        cart__customer=customer, product_id=product_id
+    ).delete()
+    return deleted > 0
+
+
+def clear_cart(*, customer: Customer) -> int:
+    deleted, _detail = CartItem.objects.filter(cart__customer=customer).delete()
+    return deleted
+
+
+# --- Orders ------------------------------------------------------------------------------------
+
+
+def _merge_items(items: Iterable[OrderItem]) -> dict[int, int]:
+    """Sum quantities per product, so a product listed twice is locked and checked once."""
+    merged: Counter[int] = Counter()
+    for item in items:
+        _check_quantity(item.quantity)
+        merged[int(item.product_id)] += item.quantity
+    if not merged:
+        raise InvalidOrder(_("An order needs at least one product."))
+    return dict(merged)
+
+
+def place_order(
+    *,
+    customer: Customer,
+    items: Iterable[OrderItem],
+    channel: str,
+    payment_method: str,
+    delivery_address: str | None = None,
+    placed_by: AbstractBaseUser | None = None,
+) -> Order:
+    """Create a pending order and take its units out of stock, all or nothing.
+
+    Refuses with ``InsufficientStock`` naming every product short of stock, or
+    ``ProductUnavailable`` for products that do not exist or are not for sale.
+    """
+    quantities = _merge_items(items)
+    address = (delivery_address or customer.delivery_address or "").strip()
+    if not address:
+        raise InvalidOrder(_("A delivery address is needed to place the order."))
+
+    with transaction.atomic():
+        products = list(
+            Product.objects.select_for_update().filter(pk__in=quantities).order_by("pk")
+        )
+        found = {product.pk: product for product in products}
+        unavailable = sorted(pk for pk in quantities if pk not in found or not found[pk].is_active)
+        if unavailable:
+            raise ProductUnavailable(unavailable)
+        shortages = [
+            Shortage(
+                product_id=product.pk,
+                sku=product.sku,
+                name=product.name,
+                requested=quantities[product.pk],
+                available=product.stock,
+            )
+            for product in products
+            if product.stock < quantities[product.pk]
+        ]
+        if shortages:
+            raise InsufficientStock(shortages)
+
+        for product in products:
+            Product.objects.filter(pk=product.pk).update(stock=F("stock") - quantities[product.pk])
+
+        lines = [
+            OrderLine(
+                product=product,
+                product_sku=product.sku,
+                product_name=product.name,
+                unit_price=product.price,
+                quantity=quantities[product.pk],
+                line_total=product.price * quantities[product.pk],
+            )
+            for product in products
+        ]
+        subtotal = sum((line.line_total for line in lines), Decimal("0.00"))
+        delivery_fee = Decimal(settings.SHOP_DELIVERY_FEE)
+        order = Order.objects.create(
+            customer=customer,
+            channel=channel,
+            customer_name=customer.name,
+            delivery_address=address,
+            payment_method=payment_method,
+            subtotal=subtotal,
+            delivery_fee=delivery_fee,
+            total=subtotal + delivery_fee,
+        )
+        order.number = str(ORDER_NUMBER_OFFSET + order.pk)
+        order.save(update_fields=["number"])
+        for line in lines:
+            line.order = order
+        OrderLine.objects.bulk_create(lines)
+        OrderStatusChange.objects.create(
+            order=order,
+            from_status="",
+            to_status=OrderStatus.PENDING,
+            changed_by=placed_by,
+            source=channel,
+        )
+        order_id, number = order.pk, order.number
+        transaction.on_commit(lambda: _order_placed(order_id=order_id, number=number))
+    return order
+
+
+def checkout_cart(
+    *,
+    customer: Customer,
+    channel: str,
+    payment_method: str,
+    delivery_address: str | None = None,
+) -> Order:
+    """Turn the customer's cart into an order and empty the cart, in one transaction."""
+    with transaction.atomic():
+        # Lock the cart so a double-tapped "confirm" cannot turn one cart into two orders.
+        Cart.objects.select_for_update().filter(customer=customer).first()
+        items = [
+            OrderItem(product_id=product_id, quantity=quantity)
+            for product_id, quantity in CartItem.objects.filter(
+                cart__customer=customer
+            ).values_list("product_id", "quantity")
+        ]
+        if not items:
+            raise InvalidOrder(_("Your cart is empty."))
+        order = place_order(
+            customer=customer,
+            items=items,
+            channel=channel,
+            payment_method=payment_method,
+            delivery_address=delivery_address,
+        )
+        clear_cart(customer=customer)
+    return order
+
+
+def set_order_status(
+    *,
+    order_id: int,
+    status: str,
+    changed_by: AbstractBaseUser | None = None,
+    source: str = "system",
+    note: str = "",
+) -> Order:
+    """Move an order along the workflow, or refuse with ``IllegalStatusTransition``.
+
+    Cancelling puts the order's units back in stock; because the order row is locked and
+    ``cancelled`` is final, that happens exactly once however many cancels race.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        previous = order.status
+        if status not in ORDER_STATUS_TRANSITIONS.get(previous, frozenset()):
+            raise IllegalStatusTransition(
+                order_number=order.number, from_status=previous, to_status=status
+            )
+        if status == OrderStatus.CANCELLED:
+            _return_stock(order)
+        order.status = status
+        order.save(update_fields=["status", "updated_at"])
+        OrderStatusChange.objects.create(
+            order=order,
+            from_status=previous,
+            to_status=status,
+            changed_by=changed_by,
+            source=source,
+            note=note[:255],
+        )
+        number = order.number
+        transaction.on_commit(
+            lambda: _order_status_changed(
+                order_id=order_id, number=number, from_status=previous, to_status=status
+            )
+        )
+    return order
+
+
+def _return_stock(order: Order) -> None:
+    returned: Counter[int] = Counter()
+    for product_id, quantity in order.lines.filter(product__isnull=False).values_list(
+        "product_id", "quantity"
+    ):
+        returned[product_id] += quantity
+    # Same lock order as place_order: primary key.
+    locked = Product.objects.select_for_update().filter(pk__in=returned).order_by("pk")
+    for product_id in locked.values_list("pk", flat=True):
+        Product.objects.filter(pk=product_id).update(stock=F("stock") + returned[product_id])
+
+
+# --- After-commit side effects -----------------------------------------------------------------
+# Called only once the order is durably stored. Customer notifications and dashboard events
+# (engine and realtime issues) are scheduled from here.
+
+
+def _order_placed(*, order_id: int, number: str) -> None:
+    logger.info("order #%s placed (id %s)", number, order_id)
+
+
+def _order_status_changed(*, order_id: int, number: str, from_status: str, to_status: str) -> None:
+    logger.info("order #%s moved from %s to %s (id %s)", number, from_status, to_status, order_id)
