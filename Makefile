@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Both prepare what they need.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Debian packages the test suite needs (browser tests come with the realtime issue).
+TEST_SYSTEM_PACKAGES ?=
+
+.PHONY: run test lint ci bench messages clean
+
+$(STAMP): requirements.txt requirements-dev.txt scripts/bootstrap.sh
+	sh scripts/bootstrap.sh
+	@touch $(STAMP)
+
+## make run: the whole product on embedded defaults (SQLite, demo catalog, private Redis if needed)
+run: $(STAMP)
+	$(PY) manage.py runlocal
+
+## make test: the full suite (SQLite by default; DATABASE_URL/REDIS_URL choose other servers)
+test: $(STAMP)
+	@if [ -n "$(TEST_SYSTEM_PACKAGES)" ]; then sh scripts/bootstrap.sh $(TEST_SYSTEM_PACKAGES); fi
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make lint: ruff, formatting and migrations in step with the models
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+## make bench: the benchmarks under bench/ (needs PostgreSQL at DATABASE_URL)
+bench: $(STAMP)
+	sh scripts/bootstrap.sh wrk
+	$(PY) bench/api_products.py
+
+## make messages: refresh and compile the translation catalogs (needs gettext)
+messages: $(STAMP)
+	$(PY) manage.py makemessages -l pt_BR -l en --ignore=.venv --ignore=var
+	$(PY) manage.py compilemessages --ignore=.venv
+
+clean:
+	rm -rf $(VENV) var/test.sqlite3 .pytest_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""``make run``: the whole product on one machine with embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from marketplace.local_redis import RedisUnavailable, ensure_redis
+from shop.demo import seed_demo
+
+ASGI_APP = "marketplace.asgi:application"
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the whole product locally: Redis (a private one if none answers), migrations, "
+        "the demo catalog and the ASGI server (daphne)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args, host: str, port: int, **options) -> None:
+        try:
+            private_redis = ensure_redis(settings.REDIS_URL)
+        except RedisUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        children: list[subprocess.Popen] = [private_redis] if private_redis else []
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+            demo = seed_demo()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP],
+                env={**os.environ, "REDIS_URL": settings.REDIS_URL},
+            )
+            children.append(server)
+            self._print_banner(host, port, demo.login, private_redis is not None)
+            self._stop_children_on_signal(children)
+            server.wait()
+        finally:
+            for child in reversed(children):
+                if child.poll() is None:
+                    child.terminate()
+                    try:
+                        child.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+
+    def _print_banner(self, host: str, port: int, login, private_redis: bool) -> None:
+        base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
+        password = login.password or "(changed by you since it was generated)"
+        redis_note = " (private, started for this run)" if private_redis else ""
+        lines = [
+            "",
+            f"Marketplace Bot is running at {base}/",
+            f"  Admin (back office): {base}/admin/",
+            f"  API docs:            {base}/api/docs/",
+            f"  API schema:          {base}/api/schema/",
+            f"  Staff login:         {login.username} / {password}",
+            f"  Database:            {settings.DATABASES['default']['NAME']}",
+            f"  Redis:               {settings.REDIS_URL}{redis_note}",
+            "Press Ctrl+C to stop.",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
+        self.stdout.flush()
+
+    @staticmethod
+    def _stop_children_on_signal(children: list[subprocess.Popen]) -> None:
+        def stop(signum: int, frame) -> None:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,116 @@
+"""Fixtures shared by the suite: a small catalog, customers, users and API clients.
+
+Everything is real: the database of DATABASE_URL (SQLite file by default, PostgreSQL in CI) and
+the Redis of REDIS_URL (a private one is started when none answers on this machine).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from marketplace.local_redis import ensure_redis
+from shop import services
+from shop.models import Category, Customer, PaymentMethod, Product
+
+_sku_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The REDIS_URL of the settings, answering (a private server is started when needed)."""
+    private = ensure_redis(settings.REDIS_URL)
+    yield settings.REDIS_URL
+    if private is not None:
+        private.terminate()
+        private.wait(timeout=10)
+
+
+@pytest.fixture
+def category(db) -> Category:
+    return Category.objects.create(name="Roupas", slug="roupas")
+
+
+@pytest.fixture
+def make_product(db, category: Category) -> Callable[..., Product]:
+    def make(
+        *,
+        name: str | None = None,
+        price: str = "10.00",
+        stock: int = 10,
+        is_active: bool = True,
+        category_: Category | None = None,
+    ) -> Product:
+        number = next(_sku_counter)
+        return Product.objects.create(
+            category=category_ or category,
+            sku=f"SKU-{number:05d}",
+            name=name or f"Produto {number}",
+            price=Decimal(price),
+            stock=stock,
+            is_active=is_active,
+        )
+
+    return make
+
+
+@pytest.fixture
+def customer(db) -> Customer:
+    return services.get_or_create_customer(whatsapp_phone="+5511912345678", name="Maria Souza")
+
+
+@pytest.fixture
+def place(customer: Customer) -> Callable[..., object]:
+    """Place an order for ``customer`` from (product, quantity) pairs."""
+
+    def place_(*pairs: tuple[Product, int], who: Customer | None = None, **kwargs):
+        return services.place_order(
+            customer=who or customer,
+            items=[services.OrderItem(product_id=p.pk, quantity=q) for p, q in pairs],
+            channel=kwargs.pop("channel", "whatsapp"),
+            payment_method=kwargs.pop("payment_method", PaymentMethod.PIX),
+            delivery_address=kwargs.pop("delivery_address", "Rua das Flores, 10, São Paulo"),
+            **kwargs,
+        )
+
+    return place_
+
+
+@pytest.fixture
+def password() -> str:
+    return "uma-senha-bem-forte-42"
+
+
+@pytest.fixture
+def make_user(db, password: str):
+    def make(username: str, *, staff: bool = False, superuser: bool = False):
+        user_model = get_user_model()
+        if superuser:
+            return user_model.objects.create_superuser(username=username, password=password)
+        return user_model.objects.create_user(username=username, password=password, is_staff=staff)
+
+    return make
+
+
+@pytest.fixture
+def staff_user(make_user):
+    return make_user("gerente", superuser=True)
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+def client_for(user) -> APIClient:
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
