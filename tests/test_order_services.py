@@ -1,4 +1,4 @@
-"""place_order, checkout_cart and set_order_status: what the owner and the customer end up seeing."""
+"""place_order, checkout_cart and set_order_status: what the owner and the customer see."""
 
 from __future__ import annotations
 
