@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -62,6 +63,8 @@ class ProductAdmin(ImportExportModelAdmin):
     list_per_page = 50
     actions = ["activate", "deactivate"]
     readonly_fields = ["created_at", "updated_at"]
+    # Prices typed as the owner writes them ("12,50" in Portuguese).
+    formfield_overrides = {models.DecimalField: {"localize": True}}
 
     @admin.action(description=_("Activate selected products"))
     def activate(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils.text import slugify
 from import_export import fields, resources
-from import_export.widgets import ForeignKeyWidget
+from import_export.widgets import DecimalWidget, ForeignKeyWidget
 
 from shop.models import Category, Product
 
@@ -32,6 +32,10 @@ class CategoryByNameWidget(ForeignKeyWidget):
 class ProductResource(resources.ModelResource):
     category = fields.Field(
         attribute="category", column_name="category", widget=CategoryByNameWidget()
+    )
+    # Plain "19.90", whatever the admin's language: the file must re-import anywhere.
+    price = fields.Field(
+        attribute="price", column_name="price", widget=DecimalWidget(coerce_to_string=False)
     )
 
     class Meta:

@@ -1,0 +1,105 @@
+"""`manage.py seed_demo` and `make run` (manage.py runlocal) as the shop owner meets them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from marketplace.local_redis import redis_answers
+from marketplace.settings import BASE_DIR
+from shop.models import Category, Product
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_idempotent_and_prints_a_working_staff_login(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    first, second = StringIO(), StringIO()
+
+    call_command("seed_demo", stdout=first)
+    counts = (Category.objects.count(), Product.objects.count())
+    call_command("seed_demo", stdout=second)
+
+    assert counts == (Category.objects.count(), Product.objects.count())
+    assert counts[0] >= 5 and counts[1] >= 30
+    names = list(Product.objects.values_list("name", flat=True))
+    assert any(ch in "".join(names) for ch in "ãçéêóôúâí")
+    assert all(p.price > 0 and p.stock > 0 for p in Product.objects.all())
+    login = re.search(r"Staff login: (\S+) / (\S+)", first.getvalue())
+    assert login, first.getvalue()
+    assert login.group(0) in second.getvalue()  # the same login, printed again
+    user = authenticate(username=login.group(1), password=login.group(2))
+    assert user is not None and user.is_staff
+
+
+@pytest.mark.slow
+def test_make_run_serves_the_shop_on_embedded_defaults(tmp_path):
+    """What `make run` starts: a private Redis, SQLite, the demo catalog and daphne."""
+    port, redis_port = free_port(), free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
+    env.update(VAR_DIR=str(tmp_path), REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runlocal", "--port", str(port)],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        banner = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = server.stdout.readline()
+            if not line and server.poll() is not None:
+                break
+            banner.append(line)
+            if "Press Ctrl+C to stop." in line:
+                break
+        text = "".join(banner)
+        assert f"{base}/admin/" in text, text
+        assert re.search(r"Staff login: +admin / \S+", text), text
+        assert "private, started for this run" in text
+        assert redis_answers(redis_url)
+
+        def get(path: str) -> tuple[int, bytes]:
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(base + path, timeout=5) as response:
+                        return response.status, response.read()
+                except ConnectionRefusedError:
+                    time.sleep(0.1)
+                except urllib.error.URLError as exc:
+                    if isinstance(exc.reason, ConnectionRefusedError):
+                        time.sleep(0.1)
+                        continue
+                    raise
+            raise AssertionError(f"{path} never answered")
+
+        assert get("/admin/login/")[0] == 200
+        assert get("/static/admin/css/base.css")[0] == 200
+        assert json.loads(get("/api/products/")[1])["count"] >= 30
+        assert get("/api/docs/")[0] == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert not redis_answers(redis_url), "the private Redis outlived make run"
