@@ -1,4 +1,4 @@
-"""The owner's back office: every page opens, in Portuguese, and the order actions obey the workflow."""
+"""The owner's back office: every page opens, in Portuguese; order actions obey the workflow."""
 
 from __future__ import annotations
 
@@ -35,14 +35,15 @@ def test_every_changelist_add_and_change_form_opens(owner, shop_with_an_order):
     opened = []
     for model, model_admin in admin.site._registry.items():
         info = (model._meta.app_label, model._meta.model_name)
-        changelist = owner.get(reverse("admin:%s_%s_changelist" % info))
+        prefix = "admin:{}_{}".format(*info)
+        changelist = owner.get(reverse(f"{prefix}_changelist"))
         assert changelist.status_code == 200, info
         opened.append(info)
         if model_admin.has_add_permission(changelist.wsgi_request):
-            assert owner.get(reverse("admin:%s_%s_add" % info)).status_code == 200, info
+            assert owner.get(reverse(f"{prefix}_add")).status_code == 200, info
         instance = model._default_manager.first()
         if instance is not None:
-            change = owner.get(reverse("admin:%s_%s_change" % info, args=[instance.pk]))
+            change = owner.get(reverse(f"{prefix}_change", args=[instance.pk]))
             assert change.status_code == 200, info
     assert ("shop", "order") in opened and ("shop", "product") in opened
 
