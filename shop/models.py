@@ -62,7 +62,13 @@ class Product(models.Model):
             models.CheckConstraint(condition=Q(stock__gte=0), name="product_stock_not_negative"),
             models.CheckConstraint(condition=Q(price__gte=0), name="product_price_not_negative"),
         ]
-        indexes = [models.Index(fields=["is_active", "category", "name"])]
+        indexes = [
+            # The catalog page (API and chat): products on sale in name order, a page at a time.
+            models.Index(
+                fields=["name", "id"], condition=Q(is_active=True), name="product_on_sale_by_name"
+            ),
+            models.Index(fields=["category", "name", "id"], name="product_by_category_name"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sku})"

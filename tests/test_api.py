@@ -405,3 +405,21 @@ def test_the_schema_validates_without_warnings(tmp_path):
     target = tmp_path / "schema.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     assert "/api/orders/{id}/status/" in target.read_text()
+
+
+def test_the_fast_product_body_equals_drfs_own_walk(api, make_product, tmp_path, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from rest_framework.test import APIRequestFactory
+
+    from shop.api.serializers import ProductSerializer
+
+    settings.MEDIA_ROOT = tmp_path
+    with_image = make_product(name="Com Foto", price="5.50", stock=0)
+    with_image.image = SimpleUploadedFile("foto.png", b"\x89PNG\r\n", content_type="image/png")
+    with_image.save()
+    plain = make_product(name="Sem Foto", price="1234.00", stock=3)
+    request = APIRequestFactory().get("/api/products/")
+    for product in (with_image, plain):
+        serializer = ProductSerializer(product, context={"request": request})
+        generic = super(ProductSerializer, serializer).to_representation(product)
+        assert serializer.data == generic
