@@ -36,6 +36,7 @@ DOC = BASE_DIR / "docs" / "benchmarks.md"
 API_PATH = "/api/products/?page_size=20"
 BARE_PATH = "/bench/bare-products/"
 BENCH_DB = "marketplace_bench"
+ASGI_APP = "marketplace.asgi:application"
 
 
 def bench_database_url() -> str:
@@ -174,8 +175,10 @@ def write_doc_section(result: dict) -> None:
 
 | | requests/s | p99 latency |
 |---|---:|---:|
-| DRF API (`/api/products/?page_size=20`) | {result["api_rps"]:.0f} | {result["api_p99_ms"]:.1f} ms |
-| bare Django `JsonResponse`, same 20 products | {result["bare_rps"]:.0f} | {result["bare_p99_ms"]:.1f} ms |
+| DRF API (`/api/products/?page_size=20`) | {result["api_rps"]:.0f} \
+| {result["api_p99_ms"]:.1f} ms |
+| bare Django `JsonResponse`, same 20 products | {result["bare_rps"]:.0f} \
+| {result["bare_p99_ms"]:.1f} ms |
 
 - **Ratio API / bare: {result["ratio"]:.2f}** (target >= 0.6); queries per API request:
   **{result["queries_per_request"]}** (target <= 3: the page and its count; the bare view: \
@@ -221,8 +224,7 @@ def main() -> None:
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        + ["marketplace.asgi:application"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
         cwd=BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""The shop's URLs plus a bare Django view serving the same 20 products, for bench/api_products.py."""
+"""The shop's URLs plus a bare Django view of the same 20 products (bench/api_products.py)."""
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
