@@ -183,7 +183,7 @@ def write_doc_section(result: dict) -> None:
 - **Ratio API / bare: {result["ratio"]:.2f}** (target >= 0.6); queries per API request:
   **{result["queries_per_request"]}** (target <= 3: the page and its count; the bare view: \
 {result["bare_queries_per_request"]}).
-- Setup: one daphne process, production settings (`DEBUG=False`, persistent DB connections),
+- Setup: one daphne process, production settings (`DEBUG=False`, the psycopg connection pool),
   PostgreSQL with {result["products"]:,} active products; wrk with 1 thread and \
 {result["connections"]} connections, {result["rounds"]} alternating rounds of \
 {result["seconds"]} s per URL after a warm-up; medians of the rounds.
