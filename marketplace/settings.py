@@ -148,6 +148,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # var/ is not in git: a fresh clone must not meet "unable to open database file".
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # The server and the bots write to the same file from several threads and processes:
     # IMMEDIATE transactions take the write lock up front, so concurrent checkouts queue behind
     # each other (up to the timeout) instead of failing half-way with "database is locked".
