@@ -17,7 +17,15 @@ from rest_framework.test import APIClient
 
 from marketplace.local_redis import ensure_redis
 from shop import services
-from shop.models import Category, Customer, PaymentMethod, Product
+from shop.models import (
+    ORDER_STATUS_TRANSITIONS,
+    Category,
+    Customer,
+    Order,
+    OrderStatus,
+    PaymentMethod,
+    Product,
+)
 
 _sku_counter = itertools.count(1)
 
@@ -114,3 +122,22 @@ def client_for(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
     return client
+
+
+ALL_MOVES = list(itertools.product(OrderStatus.values, OrderStatus.values))
+LEGAL_MOVES = [(a, b) for a, b in ALL_MOVES if b in ORDER_STATUS_TRANSITIONS[a]]
+ILLEGAL_MOVES = [(a, b) for a, b in ALL_MOVES if b not in ORDER_STATUS_TRANSITIONS[a]]
+
+
+def walk_to(order: Order, target: str) -> Order:
+    """Take a fresh order to ``target`` through legal moves."""
+    path = {
+        OrderStatus.PENDING: [],
+        OrderStatus.CONFIRMED: [OrderStatus.CONFIRMED],
+        OrderStatus.SHIPPED: [OrderStatus.CONFIRMED, OrderStatus.SHIPPED],
+        OrderStatus.DELIVERED: [OrderStatus.CONFIRMED, OrderStatus.SHIPPED, OrderStatus.DELIVERED],
+        OrderStatus.CANCELLED: [OrderStatus.CANCELLED],
+    }[target]
+    for status in path:
+        order = services.set_order_status(order_id=order.pk, status=status)
+    return order

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from shop import services
 from shop.models import Category, Order, OrderStatus, Product
+from tests.conftest import ILLEGAL_MOVES, walk_to
 
 pytestmark = pytest.mark.django_db
 
@@ -256,3 +257,35 @@ def test_non_staff_cannot_enter(client, make_user):
     response = client.get(reverse("admin:shop_order_changelist"))
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+ACTION_FOR = {
+    OrderStatus.CONFIRMED: "mark_confirmed",
+    OrderStatus.SHIPPED: "mark_shipped",
+    OrderStatus.DELIVERED: "mark_delivered",
+    OrderStatus.CANCELLED: "mark_cancelled",
+}
+
+
+@pytest.mark.parametrize(("start", "target"), [(a, b) for a, b in ILLEGAL_MOVES if b in ACTION_FOR])
+def test_every_illegal_move_is_refused_by_the_admin_actions(
+    owner, make_product, place, start, target
+):
+    product = make_product(stock=5)
+    order = walk_to(place((product, 2)), start)
+    stock_before = Product.objects.get(pk=product.pk).stock
+    history_before = order.status_changes.count()
+
+    html = run_action(owner, ACTION_FOR[target], [order]).content.decode()
+
+    assert f"O pedido #{order.number} não pode passar de" in html
+    order.refresh_from_db()
+    assert order.status == start
+    assert order.status_changes.count() == history_before
+    assert Product.objects.get(pk=product.pk).stock == stock_before
+
+
+def test_no_admin_action_can_send_an_order_back_to_pending():
+    assert OrderStatus.PENDING not in ACTION_FOR
+    actions = [getattr(a, "__name__", a) for a in admin.site._registry[Order].actions]
+    assert sorted(actions) == sorted(ACTION_FOR.values())

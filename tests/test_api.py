@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from shop import services
 from shop.models import Order, OrderStatus, Product
-from tests.conftest import client_for
+from tests.conftest import ILLEGAL_MOVES, client_for, walk_to
 
 pytestmark = pytest.mark.django_db
 
@@ -292,14 +292,22 @@ def test_staff_list_every_order_and_move_statuses(staff_user, chat_order):
     assert (change.changed_by, change.source) == (staff_user, "api")
 
 
-@pytest.mark.parametrize("target", ["pending", "shipped", "delivered"])
-def test_illegal_moves_through_the_api_are_409_and_change_nothing(staff_user, chat_order, target):
+@pytest.mark.parametrize(("start", "target"), ILLEGAL_MOVES)
+def test_every_illegal_move_through_the_api_is_409_and_changes_nothing(
+    staff_user, make_product, place, start, target
+):
+    product = make_product(stock=5)
+    order = walk_to(place((product, 2)), start)
+    stock_before = Product.objects.get(pk=product.pk).stock
+
     response = client_for(staff_user).post(
-        f"/api/orders/{chat_order.pk}/status/", {"status": target}, format="json"
+        f"/api/orders/{order.pk}/status/", {"status": target}, format="json"
     )
+
     assert response.status_code == 409
     assert response.json()["code"] == "illegal_status_transition"
-    assert Order.objects.get(pk=chat_order.pk).status == OrderStatus.PENDING
+    assert Order.objects.get(pk=order.pk).status == start
+    assert Product.objects.get(pk=product.pk).stock == stock_before
 
 
 def test_api_cancel_returns_stock_once(staff_user, chat_order):

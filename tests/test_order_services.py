@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from decimal import Decimal
 
@@ -17,13 +16,13 @@ from shop.errors import (
     ProductUnavailable,
 )
 from shop.models import (
-    ORDER_STATUS_TRANSITIONS,
     AppendOnlyError,
     Order,
     OrderStatus,
     OrderStatusChange,
     Product,
 )
+from tests.conftest import ILLEGAL_MOVES, LEGAL_MOVES, walk_to
 
 pytestmark = pytest.mark.django_db
 
@@ -170,25 +169,6 @@ def test_a_failed_checkout_keeps_the_cart(make_product, customer):
     assert list(customer.cart.items.values_list("quantity", flat=True)) == [2]
 
 
-def _walk_to(order: Order, target: str) -> Order:
-    """Take a fresh order to ``target`` through legal moves."""
-    path = {
-        OrderStatus.PENDING: [],
-        OrderStatus.CONFIRMED: [OrderStatus.CONFIRMED],
-        OrderStatus.SHIPPED: [OrderStatus.CONFIRMED, OrderStatus.SHIPPED],
-        OrderStatus.DELIVERED: [OrderStatus.CONFIRMED, OrderStatus.SHIPPED, OrderStatus.DELIVERED],
-        OrderStatus.CANCELLED: [OrderStatus.CANCELLED],
-    }[target]
-    for status in path:
-        order = services.set_order_status(order_id=order.pk, status=status)
-    return order
-
-
-ALL_MOVES = list(itertools.product(OrderStatus.values, OrderStatus.values))
-LEGAL_MOVES = [(a, b) for a, b in ALL_MOVES if b in ORDER_STATUS_TRANSITIONS[a]]
-ILLEGAL_MOVES = [(a, b) for a, b in ALL_MOVES if b not in ORDER_STATUS_TRANSITIONS[a]]
-
-
 def test_the_workflow_is_the_one_the_shop_uses():
     assert sorted(LEGAL_MOVES) == sorted(
         [
@@ -203,7 +183,7 @@ def test_the_workflow_is_the_one_the_shop_uses():
 
 @pytest.mark.parametrize(("start", "target"), LEGAL_MOVES)
 def test_legal_moves_are_made_and_recorded(make_product, place, staff_user, start, target):
-    order = _walk_to(place((make_product(), 1)), start)
+    order = walk_to(place((make_product(), 1)), start)
     before = order.status_changes.count()
 
     order = services.set_order_status(
@@ -225,7 +205,7 @@ def test_legal_moves_are_made_and_recorded(make_product, place, staff_user, star
 @pytest.mark.parametrize(("start", "target"), ILLEGAL_MOVES)
 def test_illegal_moves_are_refused_and_change_nothing(make_product, place, start, target):
     product = make_product(stock=5)
-    order = _walk_to(place((product, 2)), start)
+    order = walk_to(place((product, 2)), start)
     stock_before = stock_of(product)
     history_before = order.status_changes.count()
 
@@ -241,7 +221,7 @@ def test_illegal_moves_are_refused_and_change_nothing(make_product, place, start
 @pytest.mark.parametrize("cancel_from", [OrderStatus.PENDING, OrderStatus.CONFIRMED])
 def test_cancelling_returns_stock_exactly_once(make_product, place, cancel_from):
     shirt, coffee = make_product(stock=5), make_product(stock=5)
-    order = _walk_to(place((shirt, 2), (coffee, 5)), cancel_from)
+    order = walk_to(place((shirt, 2), (coffee, 5)), cancel_from)
     assert (stock_of(shirt), stock_of(coffee)) == (3, 0)
 
     services.set_order_status(order_id=order.pk, status=OrderStatus.CANCELLED)
