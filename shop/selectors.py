@@ -42,10 +42,6 @@ def orders_visible_to(*, user: AbstractBaseUser) -> QuerySet[Order]:
     return orders.filter(customer__user=user)
 
 
-def customer_for_user(*, user: AbstractBaseUser) -> Customer | None:
-    return Customer.objects.filter(user=user).first()
-
-
 @dataclass(frozen=True)
 class CartLine:
     product_id: int

@@ -89,21 +89,6 @@ def get_or_create_customer(
     return customer
 
 
-def update_customer_details(
-    *, customer: Customer, name: str | None = None, delivery_address: str | None = None
-) -> Customer:
-    fields = []
-    if name is not None:
-        customer.name = name.strip()[:150]
-        fields.append("name")
-    if delivery_address is not None:
-        customer.delivery_address = delivery_address.strip()
-        fields.append("delivery_address")
-    if fields:
-        customer.save(update_fields=fields)
-    return customer
-
-
 def register_user(*, username: str, password: str, email: str = "", name: str = "") -> Customer:
     """A shopper signing up through the API: a Django user and the customer that buys as them."""
     user_model = get_user_model()

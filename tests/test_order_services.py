@@ -309,3 +309,21 @@ def test_one_customer_per_chat_identity():
     assert services.get_or_create_customer(telegram_id=123456789).pk == tg.pk
     with pytest.raises(InvalidOrder):
         services.get_or_create_customer(whatsapp_phone="123")
+
+
+def test_the_cart_summary_shows_lines_at_todays_prices(make_product, customer):
+    from shop.selectors import cart_summary
+
+    assert cart_summary(customer=customer).is_empty
+    shirt = make_product(name="Camisa", price="79.90", stock=2)
+    services.add_to_cart(customer=customer, product_id=shirt.pk, quantity=2)
+    Product.objects.filter(pk=shirt.pk).update(price=Decimal("69.90"))
+
+    summary = cart_summary(customer=customer)
+
+    assert [(ln.name, ln.quantity, ln.line_total, ln.in_stock) for ln in summary.lines] == [
+        ("Camisa", 2, Decimal("139.80"), 2)
+    ]
+    assert summary.total == Decimal("139.80")
+    assert services.remove_from_cart(customer=customer, product_id=shirt.pk) is True
+    assert cart_summary(customer=customer).is_empty
