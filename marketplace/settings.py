@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "import_export",
     "marketplace",
     "shop",
+    "realtime",
 ]
 
 MIDDLEWARE = [

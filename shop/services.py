@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
 
+from realtime.events import publish_order_event
 from shop.errors import (
     IllegalStatusTransition,
     InsufficientStock,
@@ -257,8 +258,7 @@ def place_order(
             changed_by=placed_by,
             source=channel,
         )
-        order_id, number = order.pk, order.number
-        transaction.on_commit(lambda: _order_placed(order_id=order_id, number=number))
+        transaction.on_commit(lambda: _order_placed(order))
     return order
 
 
@@ -306,7 +306,11 @@ def set_order_status(
     ``cancelled`` is final, that happens exactly once however many cancels race.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = (
+            Order.objects.select_related("customer", "customer__user")
+            .select_for_update(of=("self",))
+            .get(pk=order_id)
+        )
         previous = order.status
         if status not in ORDER_STATUS_TRANSITIONS.get(previous, frozenset()):
             raise IllegalStatusTransition(
@@ -324,12 +328,7 @@ def set_order_status(
             source=source,
             note=note[:255],
         )
-        number = order.number
-        transaction.on_commit(
-            lambda: _order_status_changed(
-                order_id=order_id, number=number, from_status=previous, to_status=status
-            )
-        )
+        transaction.on_commit(lambda: _order_status_changed(order, from_status=previous))
     return order
 
 
@@ -346,13 +345,28 @@ def _return_stock(order: Order) -> None:
 
 
 # --- After-commit side effects -----------------------------------------------------------------
-# Called only once the order is durably stored. Customer notifications and dashboard events
-# (engine and realtime issues) are scheduled from here.
+# Called only once the order is durably stored, with the order as it was committed. Customer
+# notifications (engine issue) are scheduled from here too.
 
 
-def _order_placed(*, order_id: int, number: str) -> None:
-    logger.info("order #%s placed (id %s)", number, order_id)
+def _order_placed(order: Order) -> None:
+    logger.info("order #%s placed (id %s)", order.number, order.pk)
+    _publish_order("order_created", order)
 
 
-def _order_status_changed(*, order_id: int, number: str, from_status: str, to_status: str) -> None:
-    logger.info("order #%s moved from %s to %s (id %s)", number, from_status, to_status, order_id)
+def _order_status_changed(order: Order, *, from_status: str) -> None:
+    logger.info(
+        "order #%s moved from %s to %s (id %s)", order.number, from_status, order.status, order.pk
+    )
+    _publish_order("order_status_changed", order)
+
+
+def _publish_order(event: str, order: Order) -> None:
+    publish_order_event(
+        event,
+        order_id=order.pk,
+        number=order.number,
+        status=order.status,
+        total=order.total,
+        customer=order.customer_name or str(order.customer),  # customer fetched with the order
+    )

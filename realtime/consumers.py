@@ -1,0 +1,118 @@
+"""The dashboard's websocket at /ws/: translates frames to calls and room events to frames.
+
+The rules live elsewhere: ``realtime.protocol`` (frame shapes and refusals), ``realtime.auth``
+(who may join), ``realtime.status`` (service statuses), ``realtime.bots`` (commands to bots),
+``realtime.flood`` (rate limits).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from redis.exceptions import RedisError
+
+from realtime import protocol, status
+from realtime.auth import RoomRefused, staff_user_for_token
+from realtime.bots import NoBotRunning, asend_bot_command
+from realtime.flood import FloodGuard
+from realtime.groups import ROOM_GROUPS
+from realtime.protocol import ProtocolError
+from realtime.sweeper import ensure_sweeper
+
+logger = logging.getLogger(__name__)
+
+FLOOD_CLOSE_CODE = 4008
+WELCOME = "Bem-vindo ao Marketplace Bot."
+BOT_COMMANDS = ("generate_session", "logout_session", "send_message", "release_chat")
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.rooms: set[str] = set()
+        self.flood = FloodGuard()
+        await self.accept()
+        ensure_sweeper()
+        await self.send_frame(
+            protocol.frame("welcome", {"message": "Bem-vindo ao Marketplace Bot."})
+        )
+
+    async def disconnect(self, code: int) -> None:
+        for room in getattr(self, "rooms", ()):
+            await self.channel_layer.group_discard(ROOM_GROUPS[room], self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.flood.allow():
+            if self.flood.should_close:
+                await self.close(code=FLOOD_CLOSE_CODE)
+            else:
+                await self.send_frame(
+                    protocol.error_frame(protocol.TOO_MANY, "Muitas mensagens: desacelere.")
+                )
+            return
+        try:
+            frame = protocol.parse_frame(text_data, bytes_data)
+            await self.dispatch_frame(frame)
+        except ProtocolError as refused:
+            await self.send_frame(refused.as_frame())
+        except (RedisError, TimeoutError):
+            logger.warning("Redis unavailable while handling a frame", exc_info=True)
+            await self.send_frame(
+                protocol.error_frame(
+                    protocol.UNAVAILABLE, "Serviço temporariamente indisponível; tente de novo."
+                )
+            )
+
+    async def dispatch_frame(self, frame: protocol.Frame) -> None:
+        if frame.event == "join_room":
+            await self.join_room(frame)
+            return
+        room = protocol.required_room(frame.event)
+        if room not in self.rooms:
+            raise ProtocolError(
+                protocol.UNAUTHORIZED, f"Entre na sala {room} antes de enviar {frame.event}.",
+                frame.event,
+            )  # fmt: skip
+        data = protocol.validate(frame)
+        if frame.event == "check_services":
+            await self.send_frame(protocol.frame("services_status", await status.aget_statuses()))
+        elif frame.event in BOT_COMMANDS:
+            try:
+                await asend_bot_command(data["service"], frame.event, data)
+            except NoBotRunning as missing:
+                raise ProtocolError(protocol.CONFLICT, str(missing), frame.event) from None
+        elif frame.event == "test_message":
+            # The conversation engine answers the simulator (engine issue); until then no bot can.
+            raise ProtocolError(
+                protocol.CONFLICT, "O simulador do bot ainda não está disponível.", frame.event
+            )
+
+    async def join_room(self, frame: protocol.Frame) -> None:
+        try:
+            data = protocol.validate(frame)
+        except ProtocolError as refused:
+            await self.send_frame(
+                protocol.frame("accept_in_room", {"status": 400, "message": refused.message})
+            )
+            return
+        try:
+            await database_sync_to_async(staff_user_for_token)(frame.data.get("auth"))
+        except RoomRefused as refused:
+            await self.send_frame(
+                protocol.frame("accept_in_room", {"status": 403, "message": str(refused)})
+            )
+            return
+        room = data["room"]
+        await self.channel_layer.group_add(ROOM_GROUPS[room], self.channel_name)
+        self.rooms.add(room)
+        await self.send_frame(protocol.frame("accept_in_room", {"status": 200, "room": room}))
+
+    async def room_event(self, message: dict[str, Any]) -> None:
+        """A room's event, from any process, forwarded as a frame."""
+        await self.send_frame(protocol.frame(message["event"], message["data"]))
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, ensure_ascii=False))
