@@ -166,11 +166,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and the channel layer -------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every multi-process setting (server + bots) needs Redis; "memory" only serves one process alone.
+# pubsub or core: chosen by bench/ws_fanout.py (docs/benchmarks.md says why).
+CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "pubsub")
+_CHANNEL_LAYER_BACKENDS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+    "memory": "channels.layers.InMemoryChannelLayer",
+}
+if CHANNEL_LAYER not in _CHANNEL_LAYER_BACKENDS:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be one of {', '.join(_CHANNEL_LAYER_BACKENDS)}.")
 CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
+    "default": {"BACKEND": _CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER]}
+    | ({} if CHANNEL_LAYER == "memory" else {"CONFIG": {"hosts": [REDIS_URL]}})
 }
 
 # --- Auth --------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_a_separate_front_end_may_call_the_api(client, db):
 
 def test_the_channel_layer_talks_through_redis(redis_url):
     layer = get_channel_layer()
-    assert type(layer).__module__ == "channels_redis.core"
+    assert type(layer).__module__.startswith("channels_redis.")
 
     async def round_trip() -> dict:
         channel = await layer.new_channel()
