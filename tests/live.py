@@ -1,0 +1,115 @@
+"""Real processes for tests: daphne servers on the test database, and a scripted bot process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+from django.db import connection
+
+from marketplace.settings import BASE_DIR
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def live_database_url() -> str:
+    """DATABASE_URL of the database the tests run on (pytest-django's test copy)."""
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{name}"
+    base = os.environ.get("DATABASE_URL", "")
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that shares this test run's database and Redis."""
+    return {
+        **os.environ,
+        "DATABASE_URL": live_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CHANNEL_LAYER": settings.CHANNEL_LAYER,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+class Server:
+    """A daphne process serving marketplace.asgi on a free port of 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/"
+        self.origin = self.url
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "marketplace.asgi:application"],
+            cwd=BASE_DIR,
+            env=process_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._wait_until_up()
+
+    def _wait_until_up(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "the server exited during start-up"
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/categories/", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        raise AssertionError(f"the server on port {self.port} did not come up")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class BotProcess:
+    """``python -m tests.fake_bot``: the real BotLink with a scripted bot behind it."""
+
+    def __init__(self, service: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fake_bot", service, *args],
+            cwd=BASE_DIR,
+            env=process_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        assert line.strip() == "ready", line
+
+    def kill(self) -> None:
+        """Die without a word, as a crashed bot would."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
