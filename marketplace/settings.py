@@ -175,7 +175,9 @@ _CHANNEL_LAYER_BACKENDS = {
     "memory": "channels.layers.InMemoryChannelLayer",
 }
 if CHANNEL_LAYER not in _CHANNEL_LAYER_BACKENDS:
-    raise ImproperlyConfigured(f"CHANNEL_LAYER must be one of {', '.join(_CHANNEL_LAYER_BACKENDS)}.")
+    raise ImproperlyConfigured(
+        f"CHANNEL_LAYER must be one of {', '.join(_CHANNEL_LAYER_BACKENDS)}, not {CHANNEL_LAYER!r}."
+    )
 CHANNEL_LAYERS = {
     "default": {"BACKEND": _CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER]}
     | ({} if CHANNEL_LAYER == "memory" else {"CONFIG": {"hosts": [REDIS_URL]}})
