@@ -2,8 +2,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the test suite needs (browser tests come with the realtime issue).
-TEST_SYSTEM_PACKAGES ?=
+# Debian packages the test suite needs: the browser tests drive the system Chromium.
+TEST_SYSTEM_PACKAGES ?= chromium chromium-driver
 
 .PHONY: run test lint ci bench messages clean
 

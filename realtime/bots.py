@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,8 +42,16 @@ async def asend_bot_command(service: str, command: str, data: dict[str, Any]) ->
 
 
 def qr_svg(payload: str) -> str:
-    """The QR code of ``payload`` as an SVG document, rendered here so clients need no library."""
-    return segno.make(payload, error="m", micro=False).svg_inline(scale=4, border=2)
+    """The QR code of ``payload`` as a standalone SVG document, so clients need no QR library.
+
+    Standalone means with its namespace: without ``xmlns`` a browser shows nothing when the SVG is
+    used as an image (``<img src="data:image/svg+xml,...">``), which is how the dashboard shows it.
+    """
+    buffer = io.BytesIO()
+    segno.make(payload, error="m", micro=False).save(
+        buffer, kind="svg", scale=4, border=2, xmldecl=False, svgns=True, nl=False
+    )
+    return buffer.getvalue().decode()
 
 
 class BotLink:

@@ -49,8 +49,8 @@ def process_env(**extra: str) -> dict[str, str]:
 class Server:
     """A daphne process serving marketplace.asgi on a free port of 127.0.0.1."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/"
         self.origin = self.url
@@ -113,3 +113,39 @@ class BotProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+def chromium_driver(*, width: int = 1280, height: int = 900):
+    """Headless Chromium through Selenium: the system's Chromium and ChromeDriver (CHROME_BINARY,
+    CHROMEDRIVER override), else whatever Selenium Manager finds."""
+    from pathlib import Path
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--window-size={width},{height}")
+    binary = os.environ.get("CHROME_BINARY") or next(
+        (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None
+    )
+    if binary:
+        options.binary_location = binary
+    driver_path = os.environ.get("CHROMEDRIVER") or (
+        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+    )
+    return webdriver.Chrome(options=options, service=Service(executable_path=driver_path))

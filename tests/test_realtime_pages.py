@@ -30,6 +30,7 @@ def test_flood_guard_allows_a_steady_pace_and_refuses_a_sustained_flood():
 def test_the_qr_svg_is_a_standalone_svg_document():
     svg = qr_svg("2@AbCdEf123==,xyz,abc==")
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert 'xmlns="http://www.w3.org/2000/svg"' in svg  # else no browser draws it as an image
     assert "<script" not in svg
     assert qr_svg("2@other") != svg
 

@@ -60,6 +60,7 @@ class Command(BaseCommand):
         lines = [
             "",
             f"Marketplace Bot is running at {base}/",
+            f"  Dashboard (live):    {base}/dashboard/",
             f"  Admin (back office): {base}/admin/",
             f"  API docs:            {base}/api/docs/",
             f"  API schema:          {base}/api/schema/",
