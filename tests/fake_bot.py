@@ -2,15 +2,16 @@
 
     python -m tests.fake_bot SERVICE [--status 200] [--qr PAYLOAD ...] [--qr-interval 1.0]
 
-It reports ``--status``, prints "ready", and then answers the dashboard: ``generate_session`` →
-status 102 and each ``--qr`` payload in turn; ``logout_session`` → status 403. SIGTERM ends it
-politely (403); SIGKILL ends it silently, as a crash would.
+It reports ``--status``, prints "ready", and then prints every command that reaches it as a JSON
+line and answers the dashboard: ``generate_session`` → status 102 and each ``--qr`` payload in
+turn; ``logout_session`` → status 403. SIGTERM ends it politely (403); SIGKILL silently.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 
@@ -28,7 +29,11 @@ async def run(args: argparse.Namespace) -> None:
         print("ready", flush=True)
 
         async def answer() -> None:
-            async for command, _data in link.commands():
+            async for command, data in link.commands():
+                # Tests read what reached the bot from its output, one JSON line a command.
+                print(
+                    json.dumps({"command": command, "data": data}, ensure_ascii=False), flush=True
+                )
                 if command == "generate_session":
                     await link.set_status(AUTHENTICATING)
                     for payload in args.qr:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -100,6 +103,19 @@ class BotProcess:
         )
         line = self.process.stdout.readline()
         assert line.strip() == "ready", line
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read_lines, daemon=True).start()
+
+    def _read_lines(self) -> None:
+        for line in self.process.stdout:
+            self._lines.put(line)
+
+    def next_command(self, timeout: float = 10) -> dict:
+        """The next dashboard command the bot received."""
+        try:
+            return json.loads(self._lines.get(timeout=timeout))
+        except queue.Empty:
+            raise AssertionError(f"no command reached the bot within {timeout} s") from None
 
     def kill(self) -> None:
         """Die without a word, as a crashed bot would."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -37,7 +38,13 @@ def card(browser, service: str):
 
 
 def wait_for(browser, condition, timeout: float = 15):
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+    # The page re-renders parts of itself: an element read a moment ago may be gone; look again.
+    return WebDriverWait(
+        browser,
+        timeout,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition)
 
 
 def card_shows(service: str, code: str, text: str):
@@ -55,10 +62,15 @@ def rendered_width(browser, image) -> int:
     )
 
 
-def qr_payload_is(service: str, payload: str):
-    def check(browser) -> bool:
+def qr_shown(service: str, payload: str):
+    """The card's QR image holds ``payload`` and the browser has drawn it; returns its src."""
+
+    def check(browser) -> str | bool:
         images = card(browser, service).find_elements(By.CSS_SELECTOR, "img.qr-image")
-        return bool(images) and images[0].get_attribute("data-qr") == payload
+        if not images or images[0].get_attribute("data-qr") != payload:
+            return False
+        drawn = rendered_width(browser, images[0]) > 50  # decoded and drawn, not a broken image
+        return drawn and images[0].get_attribute("src")
 
     return check
 
@@ -90,15 +102,10 @@ def test_log_in_watch_statuses_and_generate_a_session(
         wait_for(browser, card_shows("WhatsApp", "100", "Inicializando"))
         card(browser, "WhatsApp").find_element(By.CSS_SELECTOR, ".generate-session").click()
         wait_for(browser, card_shows("WhatsApp", "102", "Autenticando"))
-        wait_for(browser, qr_payload_is("WhatsApp", "2@primeiro-qr,abc=="))
-        first = card(browser, "WhatsApp").find_element(By.CSS_SELECTOR, "img.qr-image")
-        first_src = first.get_attribute("src")
+        first_src = wait_for(browser, qr_shown("WhatsApp", "2@primeiro-qr,abc=="))
         assert first_src.startswith("data:image/svg+xml")
-        assert rendered_width(browser, first) > 50  # the browser decoded and drew the SVG
-        wait_for(browser, qr_payload_is("WhatsApp", "2@segundo-qr,def=="))
-        second = card(browser, "WhatsApp").find_element(By.CSS_SELECTOR, "img.qr-image")
-        assert second.get_attribute("src") != first_src
-        wait_for(browser, lambda b: rendered_width(b, second) > 50)
+        second_src = wait_for(browser, qr_shown("WhatsApp", "2@segundo-qr,def=="))
+        assert second_src != first_src
         browser.save_screenshot(str(tmp_path / "dashboard.png"))
 
         # "Desconectar" reaches the bot too.
@@ -180,3 +187,71 @@ def test_usable_on_a_phone_screen(server, staff_user, password):
         assert button.size["height"] >= 36  # a finger can hit it
     finally:
         phone.quit()
+
+
+def log_in(browser, server, user, password) -> None:
+    browser.get(f"{server.url}/dashboard/")
+    browser.find_element(By.ID, "login-username").send_keys(user.username)
+    browser.find_element(By.ID, "login-password").send_keys(password)
+    browser.find_element(By.ID, "login-submit").click()
+    wait_for(browser, ec.text_to_be_present_in_element((By.ID, "connection-state"), "Conectado"))
+
+
+def test_orders_feed_and_conversations_panel(
+    server, browser, staff_user, password, make_product, place
+):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from realtime.groups import CONVERSATIONS_GROUP, room_event
+    from shop.services import set_order_status
+
+    log_in(browser, server, staff_user, password)
+
+    # Orders placed and moved anywhere show up in the feed.
+    order = place((make_product(price="79.90", stock=5), 2))
+    item = f'.order-item[data-number="{order.number}"]'
+    wait_for(browser, ec.presence_of_element_located((By.CSS_SELECTOR, item)))
+    text = browser.find_element(By.CSS_SELECTOR, item).text
+    assert f"#{order.number}" in text and "Maria Souza" in text and "159,80" in text
+    set_order_status(order_id=order.pk, status="confirmed")
+    wait_for(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, item), "Confirmado"))
+
+    # A customer's message and a hand-off request show up in the conversations panel.
+    bot = BotProcess("WhatsApp", "--status", "200")
+    try:
+        send = async_to_sync(get_channel_layer().group_send)
+        chat = {"service": "WhatsApp", "chat": "5511912345678", "customer": "Maria Souza"}
+        message = {**chat, "direction": "in", "text": "Quero falar\ncom alguém 🙋",
+                   "at": "2026-11-29T10:30:00-03:00"}  # fmt: skip
+        send(CONVERSATIONS_GROUP, room_event("chat_message", message))
+        send(CONVERSATIONS_GROUP, room_event("handoff_requested", chat))
+        entry = '.chat-item[data-service="WhatsApp"][data-chat="5511912345678"]'
+        wait_for(browser, ec.presence_of_element_located((By.CSS_SELECTOR, f"{entry}.handoff")))
+        browser.find_element(By.CSS_SELECTOR, entry).click()
+        wait_for(
+            browser,
+            ec.text_to_be_present_in_element(
+                (By.ID, "chat-messages"), "Quero falar\ncom alguém 🙋"
+            ),
+        )
+
+        # The person answers in the bot's place, then gives the chat back: both reach the bot.
+        browser.find_element(By.ID, "chat-text").send_keys("Olá, Maria! Sou a Ana.")
+        browser.find_element(By.ID, "chat-send").click()
+        assert bot.next_command() == {
+            "command": "send_message",
+            "data": {**{k: chat[k] for k in ("service", "chat")}, "text": "Olá, Maria! Sou a Ana."},
+        }
+        browser.find_element(By.ID, "chat-release").click()
+        assert bot.next_command() == {
+            "command": "release_chat",
+            "data": {"service": "WhatsApp", "chat": "5511912345678"},
+        }
+        wait_for(
+            browser,
+            lambda b: "handoff"
+            not in b.find_element(By.CSS_SELECTOR, entry).get_attribute("class"),
+        )
+    finally:
+        bot.stop()
