@@ -31,6 +31,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+from marketplace.processes import stop_process  # noqa: E402
+
 RESULTS = BASE_DIR / "bench" / "results" / "api_products.json"
 DOC = BASE_DIR / "docs" / "benchmarks.md"
 API_PATH = "/api/products/?page_size=20"
@@ -212,7 +217,6 @@ def main() -> None:
     ensure_database(database_url)
     env = server_env(database_url)
     os.environ.update(env)
-    sys.path.insert(0, str(BASE_DIR))
     for command in (["migrate", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=BASE_DIR, env=env, check=True)
     import django
@@ -243,8 +247,7 @@ def main() -> None:
                 )
                 print(name, samples[name][-1], flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process(server, timeout=30)
 
     def median(name: str, key: str) -> float:
         return statistics.median(sample[key] for sample in samples[name])

@@ -51,6 +51,7 @@ if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
 from bench.api_products import free_port, machine, wait_until_up  # noqa: E402
+from marketplace.processes import stop_process  # noqa: E402
 
 RESULTS = BASE_DIR / "bench" / "results" / "ws_fanout.json"
 DOC = BASE_DIR / "docs" / "benchmarks.md"
@@ -150,16 +151,6 @@ def server_command(kind: str, port: int) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ]  # fmt: skip
     raise ValueError(f"unknown server {kind!r}")
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def stop_child(process: BaseProcess) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 from django.db import connection
 
+from marketplace.processes import stop_process
 from marketplace.settings import BASE_DIR
 
 
@@ -80,13 +81,7 @@ class Server:
         raise AssertionError(f"the server on port {self.port} did not come up")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class BotProcess:
@@ -123,12 +118,7 @@ class BotProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
 
 CHROMIUM_FLAGS = (

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.local_redis import RedisUnavailable, ensure_redis
+from marketplace.processes import stop_process
 from shop.demo import seed_demo
 
 ASGI_APP = "marketplace.asgi:application"
@@ -46,12 +47,7 @@ class Command(BaseCommand):
             server.wait()
         finally:
             for child in reversed(children):
-                if child.poll() is None:
-                    child.terminate()
-                    try:
-                        child.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        child.kill()
+                stop_process(child)
 
     def _print_banner(self, host: str, port: int, login, private_redis: bool) -> None:
         base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
