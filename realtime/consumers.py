@@ -51,6 +51,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                     protocol.error_frame(protocol.TOO_MANY, "Muitas mensagens: desacelere.")
                 )
             return
+        frame = None
         try:
             frame = protocol.parse_frame(text_data, bytes_data)
             await self.dispatch_frame(frame)
@@ -60,7 +61,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             logger.warning("Redis unavailable while handling a frame", exc_info=True)
             await self.send_frame(
                 protocol.error_frame(
-                    protocol.UNAVAILABLE, "Serviço temporariamente indisponível; tente de novo."
+                    protocol.UNAVAILABLE,
+                    "Serviço temporariamente indisponível; tente de novo.",
+                    frame.event if frame else None,
                 )
             )
 

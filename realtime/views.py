@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.views.generic import TemplateView
 from drf_spectacular.utils import extend_schema, inline_serializer
+from redis.exceptions import RedisError
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -45,4 +46,11 @@ class ServiceStatusView(APIView):
         summary="Status of each bot service, with since when (staff only)",
     )
     def get(self, request: Request) -> Response:
-        return Response({name: state.as_dict() for name, state in status.get_states().items()})
+        try:
+            states = status.get_states()
+        except RedisError:
+            return Response(
+                {"detail": "Os status dos serviços estão indisponíveis agora; tente de novo."},
+                status=503,
+            )
+        return Response({name: state.as_dict() for name, state in states.items()})

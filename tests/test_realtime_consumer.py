@@ -411,3 +411,19 @@ async def test_the_simulator_room_says_no_bot_answers_yet(staff_token):
     error = await next_event(client, "error")
     assert (error["status"], error["event"]) == (409, "test_message")
     await client.disconnect()
+
+
+async def test_a_stopped_redis_gets_a_clear_503_and_the_socket_stays(staff_token, settings):
+    from tests.live import free_port
+
+    client = await connect()
+    await joined(client, "Services", staff_token)
+    # The registry's next client (one per event loop) points where no Redis answers.
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    status._async_clients.clear()
+    await send(client, "check_services", {})
+    error = await next_event(client, "error", timeout=10)
+    assert (error["status"], error["event"]) == (503, "check_services")
+    assert "tente de novo" in error["message"]
+    status._async_clients.clear()
+    await client.disconnect()

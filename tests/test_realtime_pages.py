@@ -61,3 +61,17 @@ def test_service_statuses_over_rest_are_for_staff(api, make_user, staff_user, re
     finally:
         status.clear_heartbeat("WhatsApp")
         status.set_status("WhatsApp", status.DISCONNECTED)
+
+
+@pytest.mark.django_db
+def test_a_stopped_redis_gets_a_clear_503_over_rest(staff_user, settings):
+    from tests.live import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    status._sync_client.cache_clear()
+    try:
+        response = client_for(staff_user).get("/api/services/")
+    finally:
+        status._sync_client.cache_clear()
+    assert response.status_code == 503
+    assert "indisponíveis" in response.json()["detail"]
