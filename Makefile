@@ -26,10 +26,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 
-## make bench: the benchmarks under bench/ (needs PostgreSQL at DATABASE_URL)
+## make bench: the benchmarks under bench/ (PostgreSQL at DATABASE_URL, Redis on 127.0.0.1:6379)
 bench: $(STAMP)
 	sh scripts/bootstrap.sh wrk
 	$(PY) bench/api_products.py
+	$(PY) bench/ws_fanout.py
 
 ## make messages: refresh and compile the translation catalogs (needs gettext)
 messages: $(STAMP)
