@@ -269,10 +269,6 @@ def get_states() -> dict[str, ServiceState]:
     }
 
 
-def get_statuses() -> dict[str, int]:
-    return {name: state.status for name, state in get_states().items()}
-
-
 def set_status(service: str, status: int, *, detail: str = "") -> bool:
     """Record a service's status; broadcast it if it changed. Returns whether it changed."""
     _check(service)
@@ -292,10 +288,6 @@ def heartbeat(service: str) -> None:
 
 def clear_heartbeat(service: str) -> None:
     _sync_client().delete(_heartbeat_key(_check(service)))
-
-
-def bot_is_running(service: str) -> bool:
-    return bool(_sync_client().exists(_heartbeat_key(_check(service))))
 
 
 def _broadcast_change(service: str) -> None:
