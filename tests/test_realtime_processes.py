@@ -67,6 +67,13 @@ async def next_change(socket, *, service: str, code: int, timeout: float) -> tup
                 return data, time.time()
 
 
+def change_on_all(sockets, *, service: str, code: int, timeout: float) -> asyncio.Future:
+    """Start waiting, on every socket at once, for ``service`` to turn ``code``."""
+    return asyncio.gather(
+        *(next_change(s, service=service, code=code, timeout=timeout) for s in sockets)
+    )
+
+
 def set_status_from_another_process(service: str, code: int) -> float:
     """A third process sets the status; returns the moment it did (epoch seconds)."""
     script = (
@@ -91,12 +98,9 @@ def test_a_status_set_in_a_third_process_reaches_clients_of_both_servers(two_ser
 
     async def scenario() -> list[float]:
         sockets = [await dashboard(server, token) for server in two_servers]
-        waiting = [
-            asyncio.create_task(next_change(s, service="WhatsApp", code=102, timeout=30))
-            for s in sockets
-        ]
+        waiting = change_on_all(sockets, service="WhatsApp", code=102, timeout=30)
         set_at = await asyncio.to_thread(set_status_from_another_process, "WhatsApp", 102)
-        arrivals = await asyncio.gather(*waiting)
+        arrivals = await waiting
         for socket in sockets:
             await socket.close()
         return [arrived - set_at for _data, arrived in arrivals]
@@ -110,19 +114,13 @@ def test_a_killed_bot_reads_403_on_both_servers_within_15_seconds(two_servers, s
 
     async def scenario() -> list[float]:
         sockets = [await dashboard(server, token) for server in two_servers]
-        connected = [
-            asyncio.create_task(next_change(s, service="Telegram", code=200, timeout=30))
-            for s in sockets
-        ]
+        connected = change_on_all(sockets, service="Telegram", code=200, timeout=30)
         bot = await asyncio.to_thread(BotProcess, "Telegram", "--status", "200")
-        await asyncio.gather(*connected)
-        disconnected = [
-            asyncio.create_task(next_change(s, service="Telegram", code=403, timeout=20))
-            for s in sockets
-        ]
+        await connected
+        disconnected = change_on_all(sockets, service="Telegram", code=403, timeout=20)
         killed_at = time.time()
         bot.kill()
-        arrivals = await asyncio.gather(*disconnected)
+        arrivals = await disconnected
         for socket in sockets:
             await socket.close()
         assert all(data["detail"] == status.SILENT_BOT_DETAIL for data, _ in arrivals)
