@@ -148,6 +148,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
             "timeout": env_int("DB_POOL_TIMEOUT", 20),
         }
     }
+# Chat search's typo tolerance: how much of a query's trigrams a product name must share
+# (pg_trgm word similarity, 0..1). Set per connection so the trigram index serves the search.
+SEARCH_MIN_SIMILARITY = float(os.environ.get("SEARCH_MIN_SIMILARITY", "0.45"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c pg_trgm.word_similarity_threshold={SEARCH_MIN_SIMILARITY}"
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # var/ is not in git: a fresh clone must not meet "unable to open database file".
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +281,15 @@ try:
     )
 except InvalidOperation as exc:
     raise ImproperlyConfigured("SHOP_DELIVERY_FEE must be an amount such as 7.50.") from exc
+
+# --- Chat bots ---------------------------------------------------------------------------------
+# A conversation's place (step, pending question) is kept in Redis this long after its last
+# message; the cart and orders are in the database and outlive it.
+BOT_STATE_TTL = env_int("BOT_STATE_TTL", 24 * 60 * 60)
+# How long a handled message id is remembered, so a redelivered message is not answered twice.
+BOT_SEEN_MESSAGE_TTL = env_int("BOT_SEEN_MESSAGE_TTL", 7 * 24 * 60 * 60)
+# The language the bots speak when a customer has not chosen one ("english" / "português").
+BOT_LANGUAGE = os.environ.get("BOT_LANGUAGE", LANGUAGE_CODE)
 
 # --- Security (production) ---------------------------------------------------------------------
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -15,11 +15,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from redis.exceptions import RedisError
 
+from bots.adapters import web
 from realtime import protocol, status
 from realtime.auth import RoomRefused, staff_user_for_token
 from realtime.bots import NoBotRunning, asend_bot_command
+from realtime.events import DRAIN_OUTBOX
 from realtime.flood import FloodGuard
-from realtime.groups import ROOM_GROUPS
+from realtime.groups import ROOM_GROUPS, SIMULATOR_ROOM, bot_group
 from realtime.protocol import ProtocolError
 from realtime.sweeper import ensure_sweeper
 
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 FLOOD_CLOSE_CODE = 4008
 WELCOME = "Bem-vindo ao Marketplace Bot."
 BOT_COMMANDS = ("generate_session", "logout_session", "send_message", "release_chat")
+# The simulator's chats are served here, in the server: its "bot" is every Simulator client.
+WEB_BOT_GROUP = bot_group("Web")
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -41,6 +45,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for room in getattr(self, "rooms", ()):
             await self.channel_layer.group_discard(ROOM_GROUPS[room], self.channel_name)
+            if room == SIMULATOR_ROOM:
+                await self.channel_layer.group_discard(WEB_BOT_GROUP, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.flood.allow():
@@ -80,16 +86,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         data = protocol.validate(frame)
         if frame.event == "check_services":
             await self.send_frame(protocol.frame("services_status", await status.aget_statuses()))
+        elif frame.event == "test_message":
+            await web.test_message(chat=data["chat"], name=data["name"], text=data["text"])
+        elif frame.event == "send_message" and data["service"] == web.WEB:
+            await web.agent_message(chat=data["chat"], text=data["text"])
+        elif frame.event == "release_chat" and data["service"] == web.WEB:
+            await web.release_chat(chat=data["chat"])
         elif frame.event in BOT_COMMANDS:
             try:
                 await asend_bot_command(data["service"], frame.event, data)
             except NoBotRunning as missing:
                 raise ProtocolError(protocol.CONFLICT, str(missing), frame.event) from None
-        elif frame.event == "test_message":
-            # The conversation engine answers the simulator (engine issue); until then no bot can.
-            raise ProtocolError(
-                protocol.CONFLICT, "O simulador do bot ainda não está disponível.", frame.event
-            )
 
     async def join_room(self, frame: protocol.Frame) -> None:
         try:
@@ -110,6 +117,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(ROOM_GROUPS[room], self.channel_name)
         self.rooms.add(room)
         await self.send_frame(protocol.frame("accept_in_room", {"status": 200, "room": room}))
+        if room == SIMULATOR_ROOM:
+            await self.channel_layer.group_add(WEB_BOT_GROUP, self.channel_name)
+            await self.bot_command({"command": DRAIN_OUTBOX})  # told while no simulator was open
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Room events touch no database: skip the connection clean-up Channels runs before every
@@ -127,6 +137,14 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             # The client went away while the event was on its way (uvicorn refuses a send after
             # its close handshake). Nothing to deliver; the disconnect that follows cleans up.
             logger.debug("room event for a closing connection dropped", exc_info=True)
+
+    async def bot_command(self, message: dict[str, Any]) -> None:
+        """A command for the simulator's "bot": the outbox has new web notifications."""
+        if message.get("command") == DRAIN_OUTBOX:
+            try:
+                await web.drain_outbox()
+            except Exception:  # the next wake-up or join tries again; the rows are kept
+                logger.warning("simulator outbox drain failed", exc_info=True)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(frame, ensure_ascii=False))

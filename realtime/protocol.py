@@ -63,7 +63,12 @@ class _Service(serializers.Serializer):
     service = serializers.ChoiceField(choices=SERVICES)
 
 
-class _Chat(_Service):
+# Chats are also held by the dashboard's own simulator ("Web"), which has no bot process.
+CHAT_SERVICES = (*SERVICES, "Web")
+
+
+class _Chat(serializers.Serializer):
+    service = serializers.ChoiceField(choices=CHAT_SERVICES)
     chat = serializers.CharField(max_length=200)
 
 

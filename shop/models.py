@@ -5,6 +5,7 @@ Writes go through ``shop.services``; models hold data, constraints and small der
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,6 +20,16 @@ E164_VALIDATOR = RegexValidator(
 )
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
+
+
+def search_key(text: str) -> str:
+    """``text`` as search compares it: lower case, accents dropped, spaces collapsed.
+
+    "Tênis  de CORRIDA" -> "tenis de corrida", so "tenis" finds it on every database.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(plain.split())
 
 
 class Category(models.Model):
@@ -49,6 +60,9 @@ class Product(models.Model):
     )
     stock = models.PositiveIntegerField(_("stock"), default=0)
     is_active = models.BooleanField(_("active"), default=True)
+    # Kept by save() (and by bulk writers through search_key); on PostgreSQL a trigram index
+    # over it serves typo-tolerant chat search (migration 0002).
+    search_name = models.CharField(_("search name"), max_length=200, editable=False, default="")
     image = models.ImageField(_("image"), upload_to="products/", blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -73,6 +87,13 @@ class Product(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.sku})"
 
+    def save(self, *args, **kwargs) -> None:
+        self.search_name = search_key(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "search_name"}
+        super().save(*args, **kwargs)
+
 
 class Customer(models.Model):
     """A person who buys; one row per chat identity (WhatsApp phone, Telegram id) or API user."""
@@ -87,6 +108,14 @@ class Customer(models.Model):
         help_text=_("International format (E.164), e.g. +5511912345678."),
     )
     telegram_id = models.BigIntegerField(_("Telegram user id"), unique=True, null=True, blank=True)
+    web_chat = models.CharField(
+        _("web test chat"),
+        max_length=200,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("The dashboard's bot simulator chat this customer was created from."),
+    )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -97,6 +126,13 @@ class Customer(models.Model):
     )
     name = models.CharField(_("name"), max_length=150, blank=True)
     delivery_address = models.TextField(_("delivery address"), blank=True)
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        blank=True,
+        help_text=_("The language the bot speaks with this customer; empty for the shop's."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -107,6 +143,7 @@ class Customer(models.Model):
             models.CheckConstraint(
                 condition=Q(whatsapp_phone__isnull=False)
                 | Q(telegram_id__isnull=False)
+                | Q(web_chat__isnull=False)
                 | Q(user__isnull=False),
                 name="customer_has_an_identity",
             ),
@@ -116,6 +153,7 @@ class Customer(models.Model):
         identity = self.whatsapp_phone or (
             f"telegram:{self.telegram_id}" if self.telegram_id else None
         )
+        identity = identity or (f"web:{self.web_chat}" if self.web_chat else None)
         identity = identity or (self.user.get_username() if self.user_id else "")
         return f"{self.name} ({identity})" if self.name else identity
 
@@ -209,6 +247,11 @@ class Order(models.Model):
     subtotal = models.DecimalField(_("subtotal (R$)"), **MONEY)
     delivery_fee = models.DecimalField(_("delivery fee (R$)"), **MONEY, default=Decimal("0.00"))
     total = models.DecimalField(_("total (R$)"), **MONEY)
+    # The chat message that placed the order ("whatsapp:<chat>:<message id>"): a message delivered
+    # twice finds its order instead of placing a second one, even if Redis forgot it.
+    source_message = models.CharField(
+        _("source message"), max_length=255, unique=True, null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -309,3 +352,46 @@ class OrderStatusChange(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Order status history is append-only.")
+
+
+class CustomerNotification(models.Model):
+    """The outbox: a message the customer is owed in their chat, written with the change it tells.
+
+    Written in the same transaction as the status change, so a committed change always has its
+    message and a rolled-back one never does. The bot of ``channel`` claims rows for a short
+    lease, sends them and marks them delivered: at least once, and once per (order, status).
+    """
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("customer")
+    )
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("order")
+    )
+    order_status = models.CharField(_("order status"), max_length=16, choices=OrderStatus.choices)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    leased_until = models.DateTimeField(_("being sent until"), null=True, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        verbose_name = _("customer notification")
+        verbose_name_plural = _("customer notifications")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "order_status"], name="one_notification_per_order_status"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["channel", "created_at"],
+                condition=Q(delivered_at__isnull=True),
+                name="notification_undelivered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order} → {self.get_order_status_display()}"

@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Prefetch, Q, QuerySet
+from django.contrib.postgres.lookups import TrigramWordSimilar
+from django.contrib.postgres.search import TrigramWordSimilarity
+from django.db import connection
+from django.db.models import F, Prefetch, Q, QuerySet, Value
 
-from shop.models import CartItem, Category, Customer, Order, OrderLine, Product
+from shop.models import CartItem, Category, Customer, Order, OrderLine, Product, search_key
+
+MAX_SEARCH_CHARS = 100
 
 
 def categories_with_active_products() -> QuerySet[Category]:
@@ -32,6 +38,44 @@ def matching_text(products: QuerySet[Product], *, text: str) -> QuerySet[Product
     return products
 
 
+def search_products(*, text: str, limit: int = 8) -> list[Product]:
+    """Products on sale whose name is like ``text``, best match first.
+
+    Case, accents and a typo or two don't matter: "camisa azl" finds "Camisa Azul". On PostgreSQL
+    pg_trgm ranks by word similarity over the trigram index; elsewhere (the embedded SQLite) the
+    same measure is computed in Python over the active catalog, which suits a shop of thousands.
+    """
+    query = search_key(text)[:MAX_SEARCH_CHARS]
+    if not _trigrams(query):
+        return []
+    products = Product.objects.filter(is_active=True)
+    if connection.vendor == "postgresql":
+        # The ">=" threshold is the connection's pg_trgm.word_similarity_threshold (settings).
+        return list(
+            products.filter(TrigramWordSimilar(F("search_name"), Value(query)))
+            .annotate(similarity=TrigramWordSimilarity(Value(query), "search_name"))
+            .order_by("-similarity", "name", "pk")[:limit]
+        )
+    wanted = _trigrams(query)
+    scored = []
+    for pk, name, key in products.values_list("pk", "name", "search_name"):
+        similarity = len(wanted & _trigrams(key)) / len(wanted)
+        if similarity >= settings.SEARCH_MIN_SIMILARITY:
+            scored.append((-similarity, name, pk))
+    best = [pk for _score, _name, pk in sorted(scored)[:limit]]
+    found = Product.objects.in_bulk(best)
+    return [found[pk] for pk in best]
+
+
+def _trigrams(text: str) -> set[str]:
+    """pg_trgm's trigrams: each alphanumeric word padded with two spaces before, one after."""
+    grams: set[str] = set()
+    for word in "".join(c if c.isalnum() else " " for c in text).split():
+        padded = f"  {word} "
+        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return grams
+
+
 def orders_visible_to(*, user: AbstractBaseUser) -> QuerySet[Order]:
     """Staff see every order; anyone else only the orders of their own customer record."""
     orders = Order.objects.select_related("customer").prefetch_related(
@@ -40,6 +84,10 @@ def orders_visible_to(*, user: AbstractBaseUser) -> QuerySet[Order]:
     if user.is_staff:
         return orders
     return orders.filter(customer__user=user)
+
+
+def recent_orders(*, customer: Customer, limit: int = 5) -> list[Order]:
+    return list(Order.objects.filter(customer=customer).order_by("-created_at", "-pk")[:limit])
 
 
 @dataclass(frozen=True)

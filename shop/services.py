@@ -2,8 +2,9 @@
 
 Each operation is one transaction. Rows that several checkouts compete for (products) are locked
 with ``select_for_update`` in primary-key order, so two checkouts never wait on each other in a
-circle, and stock moves with ``F()`` expressions. Side effects (logs today; customer notifications
-and dashboard events later) run only after the transaction commits.
+circle, and stock moves with ``F()`` expressions. The customer's notification of a status change is
+written to the outbox in the same transaction; dashboard events and the bot's wake-up call run only
+after the transaction commits.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from realtime.events import publish_order_event
+from realtime.events import publish_order_event, wake_outbox
 from shop.errors import (
     IllegalStatusTransition,
     InsufficientStock,
@@ -35,7 +38,9 @@ from shop.models import (
     ORDER_STATUS_TRANSITIONS,
     Cart,
     CartItem,
+    Channel,
     Customer,
+    CustomerNotification,
     Order,
     OrderLine,
     OrderStatus,
@@ -71,6 +76,7 @@ def get_or_create_customer(
     *,
     whatsapp_phone: str | None = None,
     telegram_id: int | None = None,
+    web_chat: str | None = None,
     user: AbstractBaseUser | None = None,
     name: str = "",
 ) -> Customer:
@@ -79,14 +85,45 @@ def get_or_create_customer(
         lookup = {"whatsapp_phone": normalize_whatsapp_phone(whatsapp_phone)}
     elif telegram_id is not None:
         lookup = {"telegram_id": int(telegram_id)}
+    elif web_chat:
+        lookup = {"web_chat": web_chat[:200]}
     elif user is not None:
         lookup = {"user": user}
     else:
-        raise ValueError("A customer needs a WhatsApp phone, a Telegram id or a user.")
-    customer, created = Customer.objects.get_or_create(**lookup, defaults={"name": name[:150]})
+        raise ValueError("A customer needs a WhatsApp phone, a Telegram id, a web chat or a user.")
+    name = " ".join(name.split())[:150]
+    try:
+        customer, created = Customer.objects.get_or_create(**lookup, defaults={"name": name})
+    except IntegrityError:
+        # Two first messages of one new customer at once (two bots, two servers): the other
+        # one created the row between our lookup and our insert.
+        customer, created = Customer.objects.get(**lookup), False
     if not created and name and not customer.name:
-        customer.name = name[:150]
+        customer.name = name
         customer.save(update_fields=["name"])
+    return customer
+
+
+def update_customer_details(
+    *,
+    customer: Customer,
+    name: str | None = None,
+    delivery_address: str | None = None,
+    language: str | None = None,
+) -> Customer:
+    """Keep what a customer told the bot (name, address, language) for their next orders."""
+    changed = []
+    if name is not None:
+        customer.name = " ".join(name.split())[:150]
+        changed.append("name")
+    if delivery_address is not None:
+        customer.delivery_address = delivery_address.strip()[:500]
+        changed.append("delivery_address")
+    if language is not None:
+        customer.language = language
+        changed.append("language")
+    if changed:
+        customer.save(update_fields=changed)
     return customer
 
 
@@ -187,11 +224,13 @@ def place_order(
     payment_method: str,
     delivery_address: str | None = None,
     placed_by: AbstractBaseUser | None = None,
+    source_message: str | None = None,
 ) -> Order:
     """Create a pending order and take its units out of stock, all or nothing.
 
     Refuses with ``InsufficientStock`` naming every product short of stock, or
-    ``ProductUnavailable`` for products that do not exist or are not for sale.
+    ``ProductUnavailable`` for products that do not exist or are not for sale. ``source_message``
+    names the chat message that asked for it; the database refuses a second order for it.
     """
     quantities = _merge_items(items)
     address = (delivery_address or customer.delivery_address or "").strip()
@@ -245,6 +284,7 @@ def place_order(
             subtotal=subtotal,
             delivery_fee=delivery_fee,
             total=subtotal + delivery_fee,
+            source_message=source_message or None,
         )
         order.number = str(ORDER_NUMBER_OFFSET + order.pk)
         order.save(update_fields=["number"])
@@ -268,8 +308,39 @@ def checkout_cart(
     channel: str,
     payment_method: str,
     delivery_address: str | None = None,
+    source_message: str | None = None,
 ) -> Order:
-    """Turn the customer's cart into an order and empty the cart, in one transaction."""
+    """Turn the customer's cart into an order and empty the cart, in one transaction.
+
+    With ``source_message`` it is idempotent: the same message again returns the order it placed.
+    """
+    if source_message:
+        placed = Order.objects.filter(source_message=source_message).first()
+        if placed is not None:
+            return placed
+    try:
+        return _checkout_cart(
+            customer=customer,
+            channel=channel,
+            payment_method=payment_method,
+            delivery_address=delivery_address,
+            source_message=source_message,
+        )
+    except IntegrityError:
+        placed = source_message and Order.objects.filter(source_message=source_message).first()
+        if placed:
+            return placed
+        raise
+
+
+def _checkout_cart(
+    *,
+    customer: Customer,
+    channel: str,
+    payment_method: str,
+    delivery_address: str | None,
+    source_message: str | None,
+) -> Order:
     with transaction.atomic():
         # Lock the cart so a double-tapped "confirm" cannot turn one cart into two orders.
         Cart.objects.select_for_update().filter(customer=customer).first()
@@ -287,6 +358,7 @@ def checkout_cart(
             channel=channel,
             payment_method=payment_method,
             delivery_address=delivery_address,
+            source_message=source_message,
         )
         clear_cart(customer=customer)
     return order
@@ -328,8 +400,77 @@ def set_order_status(
             source=source,
             note=note[:255],
         )
+        notification = _queue_status_notification(order)
         transaction.on_commit(lambda: _order_status_changed(order, from_status=previous))
+        if notification is not None:
+            transaction.on_commit(lambda: wake_outbox(notification.channel))
     return order
+
+
+# The identity a customer needs for a message in each channel.
+_CHANNEL_IDENTITY = {
+    Channel.WHATSAPP: "whatsapp_phone",
+    Channel.TELEGRAM: "telegram_id",
+    Channel.WEB: "web_chat",
+}
+
+
+def _queue_status_notification(order: Order) -> CustomerNotification | None:
+    """Put "your order moved" in the outbox of the channel the customer ordered through.
+
+    An API shopper has no chat to be told in; a status already told is not told twice.
+    """
+    identity = _CHANNEL_IDENTITY.get(order.channel)
+    if identity is None or not getattr(order.customer, identity):
+        return None
+    notification, created = CustomerNotification.objects.get_or_create(
+        order=order,
+        order_status=order.status,
+        defaults={"customer": order.customer, "channel": order.channel},
+    )
+    return notification if created else None
+
+
+# --- The notification outbox -------------------------------------------------------------------
+
+NOTIFICATION_LEASE = timedelta(seconds=60)
+
+
+def claim_notifications(
+    *, channel: str, limit: int = 20, lease: timedelta = NOTIFICATION_LEASE
+) -> list[CustomerNotification]:
+    """Take up to ``limit`` undelivered notifications of ``channel`` for ``lease``, oldest first.
+
+    Rows another bot holds are skipped, not waited for; a bot that dies while sending leaves
+    its rows to be claimed again once the lease runs out (at least once).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = list(
+            CustomerNotification.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("customer", "order")
+            .filter(channel=channel, delivered_at__isnull=True)
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
+            .order_by("created_at", "pk")[:limit]
+        )
+        if claimed:
+            CustomerNotification.objects.filter(pk__in=[n.pk for n in claimed]).update(
+                leased_until=now + lease, attempts=F("attempts") + 1
+            )
+    return claimed
+
+
+def mark_notification_delivered(*, notification_id: int) -> None:
+    CustomerNotification.objects.filter(pk=notification_id, delivered_at__isnull=True).update(
+        delivered_at=timezone.now(), leased_until=None, last_error=""
+    )
+
+
+def release_notification(*, notification_id: int, error: str) -> None:
+    """A send failed: give the row back now, so the next drain tries again."""
+    CustomerNotification.objects.filter(pk=notification_id, delivered_at__isnull=True).update(
+        leased_until=None, last_error=error[:255]
+    )
 
 
 def _return_stock(order: Order) -> None:
@@ -345,8 +486,7 @@ def _return_stock(order: Order) -> None:
 
 
 # --- After-commit side effects -----------------------------------------------------------------
-# Called only once the order is durably stored, with the order as it was committed. Customer
-# notifications (engine issue) are scheduled from here too.
+# Called only once the order is durably stored, with the order as it was committed.
 
 
 def _order_placed(order: Order) -> None:

@@ -1,0 +1,54 @@
+"""What flows between a chat adapter and the conversation engine: no transport in sight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The services that carry chats: the two real ones and the dashboard's simulator.
+WHATSAPP, TELEGRAM, WEB = "WhatsApp", "Telegram", "Web"
+CHAT_SERVICES = (WHATSAPP, TELEGRAM, WEB)
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """One message a customer sent, as an adapter read it.
+
+    ``message_id`` is the transport's own id (WhatsApp's ``data-id``, Telegram's update id):
+    the engine answers each id once. ``choice`` is the label of a pressed button, which means
+    the same as typing it. ``is_text`` is false for photos, audio, stickers and the like.
+    """
+
+    service: str
+    chat: str
+    message_id: str
+    text: str = ""
+    customer_name: str = ""
+    choice: str | None = None
+    is_text: bool = True
+
+    @property
+    def said(self) -> str:
+        return self.choice if self.choice is not None else self.text
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message to send back; ``buttons`` are choices an adapter may offer as buttons."""
+
+    text: str
+    buttons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling a message came to.
+
+    ``duplicate``: the id was handled before, nothing to send. ``handoff_requested``: the
+    customer just asked for a person. ``silenced``: a person has the chat; the bot kept quiet.
+    """
+
+    replies: list[Reply] = field(default_factory=list)
+    customer: str = ""
+    duplicate: bool = False
+    handoff_requested: bool = False
+    silenced: bool = False
