@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import unicodedata
+from dataclasses import dataclass, field, replace
 
 # The services that carry chats: the two real ones and the dashboard's simulator.
 WHATSAPP, TELEGRAM, WEB = "WhatsApp", "Telegram", "Web"
@@ -29,6 +30,22 @@ class IncomingMessage:
     @property
     def said(self) -> str:
         return self.choice if self.choice is not None else self.text
+
+    def cleaned(self) -> IncomingMessage:
+        """The message without control characters (a NUL cannot even be stored in PostgreSQL)."""
+        return replace(
+            self,
+            text=clean_text(self.text),
+            choice=None if self.choice is None else clean_text(self.choice),
+            customer_name=clean_text(self.customer_name),
+        )
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters and lone surrogates; line breaks and tabs stay."""
+    return "".join(
+        char for char in text if char in "\n\t" or unicodedata.category(char) not in ("Cc", "Cs")
+    )
 
 
 @dataclass(frozen=True)

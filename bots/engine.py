@@ -32,7 +32,15 @@ from bots.chat import TELEGRAM, WEB, WHATSAPP, IncomingMessage, Outcome, Reply
 from bots.state import ChatStore
 from shop import selectors, services
 from shop.errors import InsufficientStock, InvalidOrder, ProductUnavailable
-from shop.models import Category, Customer, OrderStatus, PaymentMethod, Product, search_key
+from shop.models import (
+    Category,
+    Customer,
+    Order,
+    OrderStatus,
+    PaymentMethod,
+    Product,
+    search_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +190,7 @@ class Conversation:
     """One message's turn: reads the state, runs the step, collects the replies."""
 
     def __init__(self, message: IncomingMessage, state: dict | None) -> None:
-        self.message = message
+        self.message = message.cleaned()
         self.is_new = state is None
         self.state: dict[str, Any] = state or {"step": Step.MENU, "data": {}}
         self.replies: list[Reply] = []
@@ -830,19 +838,26 @@ class Conversation:
             self.hint()
 
     def place_order(self, payment: str) -> None:
+        message = self.message
+        source = f"{message.service}:{message.chat}:{message.message_id}"[:255]
+        placed = Order.objects.filter(source_message=source).first()
+        if placed is not None:
+            # This very message placed it before its turn could be saved (a crash, a lost
+            # Redis write): say so again rather than checking out a cart that is now empty.
+            self.confirm_order(placed)
+            return
         cart = self.cart()
         if _quote(cart) != self.data.get("quote"):
             # The cart or a price changed since the summary (another device, the shop owner).
             self.say(_("⚠️ Your cart changed since the summary; please check it again."))
             self.show_summary(payment)
             return
-        message = self.message
         try:
             order = services.checkout_cart(
                 customer=self.customer(),
                 channel=SERVICE_CHANNELS.get(message.service, "web"),
                 payment_method=payment,
-                source_message=f"{message.service}:{message.chat}:{message.message_id}"[:255],
+                source_message=source,
             )
         except InsufficientStock as short:
             lines = []
@@ -883,12 +898,15 @@ class Conversation:
             self.say(f"😕 {refused}")
             self.show_menu()
             return
+        self.confirm_order(order)
+
+    def confirm_order(self, order: Order) -> None:
         self.say(
             _("🎉 Order *#%(number)s* placed! Total: %(total)s · %(method)s.")
             % {
                 "number": order.number,
                 "total": money(order.total),
-                "method": PAYMENT_WORDS[payment],
+                "method": PAYMENT_WORDS[order.payment_method],
             }
             + "\n"
             + _("📍 Delivery to: %(address)s") % {"address": order.delivery_address}

@@ -112,6 +112,14 @@ def staff_user(make_user):
 
 
 @pytest.fixture
+def staff_token(staff_user) -> str:
+    """A JWT access token of a staff user, as the dashboard sends to join a room."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return str(AccessToken.for_user(staff_user))
+
+
+@pytest.fixture
 def api() -> APIClient:
     return APIClient()
 

@@ -41,11 +41,6 @@ def clean_statuses(redis_url):
         client.delete(*keys)
 
 
-@pytest.fixture
-def staff_token(staff_user) -> str:
-    return str(AccessToken.for_user(staff_user))
-
-
 async def connect(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
     client = WebsocketCommunicator(application, "/ws/", headers=list(headers) or [ORIGIN])
     connected, _ = await client.connect()
@@ -402,14 +397,13 @@ async def test_room_events_from_any_process_reach_every_client_of_the_room(staff
         await client.disconnect()
 
 
-async def test_the_simulator_room_says_no_bot_answers_yet(staff_token):
+async def test_the_simulator_room_needs_a_join_before_test_messages(staff_token):
     client = await connect()
     await send(client, "test_message", {"chat": "t1", "name": "Ana", "text": "oi"})
-    assert (await next_event(client, "error"))["status"] == 401
-    await joined(client, "Simulator", staff_token)
-    await send(client, "test_message", {"chat": "t1", "name": "Ana", "text": "oi"})
     error = await next_event(client, "error")
-    assert (error["status"], error["event"]) == (409, "test_message")
+    assert (error["status"], error["event"]) == (401, "test_message")
+    await send(client, "join_room", {"room": "Simulator", "auth": "not-a-token"})
+    assert (await next_event(client, "accept_in_room"))["status"] == 403
     await client.disconnect()
 
 
