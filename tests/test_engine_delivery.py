@@ -165,7 +165,7 @@ def test_two_messages_of_one_chat_are_handled_one_at_a_time(shop_category):
     assert CartItem.objects.get(cart__customer=customer).quantity == 4
 
 
-# --- the outbox -------------------------------------------------------------------------------------
+# --- the outbox -----------------------------------------------------------------------------------
 
 
 def web_order(category: Category, *, chat: str = "web-1") -> Order:

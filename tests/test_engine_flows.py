@@ -67,7 +67,7 @@ def add_to_cart_by_chat(chat: Chat, search: str, quantity: int) -> str:
     return chat.text(str(quantity))
 
 
-# --- greeting and menu ---------------------------------------------------------------------------
+# --- greeting and menu ----------------------------------------------------------------------------
 
 
 def test_any_first_message_is_greeted_with_the_main_menu(catalog):
@@ -85,7 +85,7 @@ def test_a_chat_without_a_display_name_is_greeted_too(catalog):
     assert greeting.text == "Olá! 👋 Boas-vindas à *Marketplace Bot*."
 
 
-# --- catalog to an order in the admin ------------------------------------------------------------
+# --- catalog to an order in the admin -------------------------------------------------------------
 
 
 def test_catalog_pages_detail_quantity_checkout_to_an_order_in_the_admin(
@@ -174,7 +174,7 @@ def test_asking_for_more_than_the_stock_says_how_many_are_left(catalog):
     assert CartItem.objects.get().quantity == 4
 
 
-# --- search -------------------------------------------------------------------------------------
+# --- search ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -206,7 +206,7 @@ def test_search_with_no_match_says_so_and_a_new_search_works(catalog):
     assert chat.text("1").startswith("*Camisa Azul*")
 
 
-# --- cart ---------------------------------------------------------------------------------------
+# --- cart -----------------------------------------------------------------------------------------
 
 
 def test_cart_lists_changes_removes_and_empties(catalog):
@@ -253,7 +253,7 @@ def test_quantity_zero_removes_a_line(catalog):
     assert not CartItem.objects.exists()
 
 
-# --- checkout -----------------------------------------------------------------------------------
+# --- checkout -------------------------------------------------------------------------------------
 
 
 def test_checkout_asks_only_what_is_missing(catalog):
@@ -384,7 +384,7 @@ def test_my_orders_lists_the_latest_with_status_in_words(catalog):
     )
 
 
-# --- hand-off ---------------------------------------------------------------------------------------
+# --- hand-off -------------------------------------------------------------------------------------
 
 
 def test_atendente_hands_the_chat_to_a_person_until_released(catalog):
@@ -460,7 +460,7 @@ def test_a_button_press_is_the_same_as_typing_its_number(catalog):
     assert chat.say(choice="1. Roupas")[0].text.startswith("🛍️ *Roupas*")
 
 
-# --- languages and channels ---------------------------------------------------------------------------
+# --- languages and channels -----------------------------------------------------------------------
 
 
 def test_a_customer_can_switch_to_english_and_back(catalog):

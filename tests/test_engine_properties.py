@@ -1,4 +1,4 @@
-"""Whatever a customer types, at whatever step, the engine answers and touches nothing it should not.
+"""Whatever a customer types, at any step, the engine answers and touches nothing it should not.
 
 Hypothesis throws random text, emoji, 10,000-character messages, empty and whitespace-only
 messages and the engine's own keywords at every step of the conversation, restored before each

@@ -1,15 +1,17 @@
 /* Live shop dashboard: login, one WebSocket at /ws/ (see shared/protocol.md), service cards,
-   orders feed and conversations. Everything from the server is rendered with textContent. */
+   orders feed, conversations and the "Testar o bot" simulator. Everything from the server is rendered with textContent. */
 'use strict';
 
 (() => {
-  const ROOMS = ['Services', 'Orders', 'Conversations'];
+  const ROOMS = ['Services', 'Orders', 'Conversations', 'Simulator'];
   const TOKEN_KEYS = { access: 'mb.access', refresh: 'mb.refresh' };
   const BACKOFF_CAP_S = 30;
   const TOAST_MS = 6000;
   const MAX_TOASTS = 4;
   const MAX_ORDERS = 50;
   const MAX_CHAT_MESSAGES = 200;
+  const SIM_KEYS = { chat: 'mb.sim.chat', name: 'mb.sim.name' };
+  const SIM_DEFAULT_NAME = 'Cliente teste';
 
   const SERVICE_STATUS_TEXT = { 100: 'Inicializando', 102: 'Autenticando', 200: 'Conectado', 403: 'Desconectado' };
   const QR_HIDING_STATUSES = new Set([200, 403]);
@@ -676,6 +678,152 @@
     renderChatView(null);
   }
 
+  // --- Simulator ("Testar o bot") -------------------------------------------------------------
+
+  // localStorage may be unavailable (private modes, blocked storage): the page still works.
+  const localStore = {
+    get(key) {
+      try { return localStorage.getItem(key); } catch { return null; }
+    },
+    set(key, value) {
+      try { localStorage.setItem(key, value); } catch { /* not kept: fine for a test chat */ }
+    },
+  };
+
+  function newSimChatId() {
+    const bytes = new Uint8Array(8);
+    crypto.getRandomValues(bytes);
+    return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+  }
+
+  /** The simulator's chat id, made once and kept, so that a test cart survives a reload. */
+  function simChatId() {
+    let chat = localStore.get(SIM_KEYS.chat);
+    if (!chat) {
+      chat = newSimChatId();
+      localStore.set(SIM_KEYS.chat, chat);
+    }
+    return chat;
+  }
+
+  function simName() {
+    return $('#sim-name').value.trim() || SIM_DEFAULT_NAME;
+  }
+
+  // WhatsApp-style *bold*: an asterisk pair around non-blank text, not inside a word.
+  const BOLD_PATTERN = /(?<![\p{L}\p{N}*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\p{L}\p{N}*])/gu;
+
+  /** Appends `text` to `node` as text nodes and <strong> nodes: never parsed as markup. */
+  function appendFormatted(node, text) {
+    let last = 0;
+    for (const match of text.matchAll(BOLD_PATTERN)) {
+      if (match.index > last) node.append(document.createTextNode(text.slice(last, match.index)));
+      node.append(el('strong', null, match[1]));
+      last = match.index + match[0].length;
+    }
+    if (last < text.length) node.append(document.createTextNode(text.slice(last)));
+  }
+
+  function appendSimMessage(direction, text, buttons = []) {
+    const list = $('#simulator .sim-messages');
+    const item = el('li', `sim-message ${direction}`);
+    item.dataset.direction = direction;
+    const body = el('div', 'sim-bubble-text');
+    if (direction === 'in') appendFormatted(body, text);
+    else body.textContent = text;
+    item.append(body);
+    if (buttons.length) {
+      const row = el('div', 'sim-buttons');
+      for (const label of buttons) {
+        const button = el('button', 'sim-button', label);
+        button.type = 'button';
+        button.dataset.label = label;
+        row.append(button);
+      }
+      item.append(row);
+    }
+    list.append(item);
+    while (list.children.length > MAX_CHAT_MESSAGES) list.firstElementChild.remove();
+    $('#simulator .sim-empty').hidden = true;
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function showSimNote(text) {
+    const note = $('#sim-note');
+    note.textContent = text;
+    note.hidden = !text;
+  }
+
+  /** Sends `text` as the test customer and shows it at once; false when it could not go. */
+  function sendSimMessage(text) {
+    if (!state.joinedRooms.has('Simulator')) {
+      showSimNote('Sem conexão com o servidor. Aguarde a reconexão e tente de novo.');
+      return false;
+    }
+    if (!send('test_message', { chat: simChatId(), name: simName(), text })) {
+      showSimNote('Sem conexão com o servidor. Aguarde a reconexão e tente de novo.');
+      return false;
+    }
+    showSimNote('');
+    appendSimMessage('out', text);
+    return true;
+  }
+
+  function onSimSubmit(event) {
+    event.preventDefault();
+    const input = $('#sim-text');
+    const text = input.value;
+    if (!text.trim()) return;
+    if (sendSimMessage(text)) input.value = '';
+    input.focus();
+  }
+
+  function onSimButton(event) {
+    const button = event.target.closest('.sim-button');
+    if (!button) return;
+    sendSimMessage(button.dataset.label);
+  }
+
+  function onTestReply(data) {
+    if (typeof data.chat !== 'string' || data.chat !== simChatId()) return;
+    const buttons = Array.isArray(data.buttons)
+      ? data.buttons.filter((label) => label !== null && label !== undefined).map(String)
+      : [];
+    appendSimMessage('in', String(data.text ?? ''), buttons);
+  }
+
+  function clearSimMessages() {
+    $('#simulator .sim-messages').replaceChildren();
+    $('#simulator .sim-empty').hidden = false;
+    showSimNote('');
+  }
+
+  function onSimNew() {
+    localStore.set(SIM_KEYS.chat, newSimChatId());
+    clearSimMessages();
+    $('#sim-text').value = '';
+    $('#sim-text').focus();
+  }
+
+  function onSimNameChange() {
+    const name = $('#sim-name').value.trim();
+    localStore.set(SIM_KEYS.name, name || SIM_DEFAULT_NAME);
+  }
+
+  function onError(data) {
+    const message = data.message || 'Ocorreu um erro.';
+    if (data.event === 'test_message') showSimNote(String(message));
+    else toast(message);
+  }
+
+  function initSimulator() {
+    $('#sim-name').value = localStore.get(SIM_KEYS.name) || SIM_DEFAULT_NAME;
+    $('#sim-name').addEventListener('input', onSimNameChange);
+    $('#sim-form').addEventListener('submit', onSimSubmit);
+    $('#simulator .sim-messages').addEventListener('click', onSimButton);
+    $('#sim-new').addEventListener('click', onSimNew);
+  }
+
   // --- Wiring ----------------------------------------------------------------------------------
 
   const handlers = {
@@ -692,17 +840,19 @@
       applyCodes(data.services, data.service);
     },
     qr_code: showQr,
-    error: (data) => toast(data.message || 'Ocorreu um erro.'),
+    error: onError,
     order_created: upsertOrder,
     order_status_changed: upsertOrder,
     chat_message: onChatMessage,
     handoff_requested: onHandoffRequested,
+    test_reply: onTestReply,
   };
 
   function resetDashboard() {
     resetServices();
     resetOrders();
     resetConversations();
+    clearSimMessages();
     $('#messages').replaceChildren();
   }
 
@@ -713,6 +863,7 @@
     $('#chat-form').addEventListener('submit', onChatSubmit);
     $('#chat-text').addEventListener('keydown', onChatKeydown);
     $('#chat-release').addEventListener('click', onReleaseChat);
+    initSimulator();
     if (tokens.access() && tokens.refresh()) showDashboard();
     else showLogin();
   }
