@@ -31,6 +31,7 @@ bench: $(STAMP)
 	sh scripts/bootstrap.sh wrk
 	$(PY) bench/api_products.py
 	$(PY) bench/ws_fanout.py
+	$(PY) bench/engine.py
 
 ## make messages: refresh and compile the translation catalogs (needs gettext)
 messages: $(STAMP)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -152,13 +154,19 @@ class Engine:
         self.store = store or ChatStore()
 
     def handle(self, message: IncomingMessage) -> Outcome:
-        with self.store.locked(message.service, message.chat):
+        with self.store.locked(message.service, message.chat) as lock:
             seen, state = self.store.begin(message.service, message.chat, message.message_id)
             if seen:
                 return Outcome(duplicate=True)
             conversation = Conversation(message, state)
             outcome = conversation.run()
-            self.store.finish(message.service, message.chat, message.message_id, conversation.state)
+            self.store.finish(
+                message.service,
+                message.chat,
+                message.message_id,
+                conversation.state,
+                release=lock,
+            )
             return outcome
 
     def handoff_active(self, *, service: str, chat: str) -> bool:
@@ -420,7 +428,7 @@ class Conversation:
     # --- catalog ----------------------------------------------------------------------------------
 
     def show_categories(self) -> None:
-        categories = list(selectors.categories_with_active_products())
+        categories = catalog_cache.get(("categories",), _load_categories)
         if not categories:
             self.say(_("Our catalog is empty right now. 😕 Please come back soon!"))
             self.show_menu()
@@ -447,17 +455,15 @@ class Conversation:
             self.show_products(origin.get("category"), origin.get("page", 0))
 
     def show_products(self, category_id: int | None, page: int) -> None:
-        category = Category.objects.filter(pk=category_id).first()
-        if category is None:
-            self.show_categories()
-            return
-        products = list(
-            selectors.active_products(category=category)[
-                page * PAGE_SIZE : (page + 1) * PAGE_SIZE + 1
-            ]
+        products = catalog_cache.get(
+            ("page", category_id, page), lambda: _load_page(category_id, page)
         )
         if not products and page > 0:
             self.show_products(category_id, 0)
+            return
+        category = products[0].category if products else None
+        if category is None:
+            self.show_categories()
             return
         has_more = len(products) > PAGE_SIZE
         products = products[:PAGE_SIZE]
@@ -527,9 +533,8 @@ class Conversation:
             self.say(_("😕 This product is no longer available."))
             self.show_origin(self.data.get("origin", {}))
             return
-        in_cart = next(
-            (line.quantity for line in self.cart().lines if line.product_id == product.pk), 0
-        )
+        cart = self.cart()
+        in_cart = next((line.quantity for line in cart.lines if line.product_id == product.pk), 0)
         if quantity + in_cart > product.stock:
             left = product.stock - in_cart
             if left <= 0:
@@ -549,12 +554,12 @@ class Conversation:
                 )
             return
         services.add_to_cart(customer=self.customer_ref(), product_id=product.pk, quantity=quantity)
-        cart = self.cart()
+        added = product.price * quantity
         self.say(
             _("✅ Added: %(quantity)d × %(name)s (%(total)s).")
-            % {"quantity": quantity, "name": product.name, "total": money(product.price * quantity)}
+            % {"quantity": quantity, "name": product.name, "total": money(added)}
             + "\n"
-            + _("🛒 Cart: %(total)s") % {"total": money(cart.total)}
+            + _("🛒 Cart: %(total)s") % {"total": money(cart.total + added)}
         )
         self.ask_after_add()
 
@@ -840,14 +845,14 @@ class Conversation:
     def place_order(self, payment: str) -> None:
         message = self.message
         source = f"{message.service}:{message.chat}:{message.message_id}"[:255]
-        placed = Order.objects.filter(source_message=source).first()
-        if placed is not None:
-            # This very message placed it before its turn could be saved (a crash, a lost
-            # Redis write): say so again rather than checking out a cart that is now empty.
-            self.confirm_order(placed)
-            return
         cart = self.cart()
         if _quote(cart) != self.data.get("quote"):
+            placed = Order.objects.filter(source_message=source).first()
+            if placed is not None:
+                # This very message placed it before its turn could be saved (a crash, a lost
+                # Redis write), which emptied the cart: say so again.
+                self.confirm_order(placed)
+                return
             # The cart or a price changed since the summary (another device, the shop owner).
             self.say(_("⚠️ Your cart changed since the summary; please check it again."))
             self.show_summary(payment)
@@ -960,6 +965,51 @@ class Conversation:
             [_("menu")],
         )
         self.goto(Step.MENU)
+
+
+class TimedCache:
+    """Catalog pages as they were up to ``BOT_CATALOG_CACHE_SECONDS`` ago, per process.
+
+    Browsing is most of a chat and the same pages are asked for again and again; a page a few
+    seconds old is fine to look at, because a product's detail, the cart and the checkout
+    always read the database.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[float, Any]] = {}
+
+    def get(self, key: tuple, load: Callable[[], Any]) -> Any:
+        ttl = settings.BOT_CATALOG_CACHE_SECONDS
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < ttl:
+            return entry[1]
+        value = load()
+        if ttl > 0:
+            if len(self._entries) > 10_000:  # many categories × pages: start afresh
+                self._entries.clear()
+            self._entries[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+catalog_cache = TimedCache()
+
+
+def _load_categories() -> list[Category]:
+    return list(selectors.categories_with_active_products())
+
+
+def _load_page(category_id: int | None, page: int) -> list[Product]:
+    # One query for a page (and one product more, to know if there is a next page); the
+    # category's name comes with its products.
+    return list(
+        selectors.active_products(category=Category(pk=category_id))[
+            page * PAGE_SIZE : (page + 1) * PAGE_SIZE + 1
+        ]
+    )
 
 
 def _menu_option(key: str) -> str | None:

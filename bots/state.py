@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from redis.exceptions import LockError
+from redis.lock import Lock
 
 PREFIX = "marketplace:chat"
 # A message is handled in milliseconds; a lock older than this belongs to a dead process.
@@ -60,7 +61,7 @@ class ChatStore:
         return self._client or redis_client()
 
     @contextlib.contextmanager
-    def locked(self, service: str, chat: str) -> Iterator[None]:
+    def locked(self, service: str, chat: str) -> Iterator[Lock]:
         """Hold the chat's lock: its messages are handled one at a time, across processes."""
         lock = self.client.lock(
             f"{_chat_key(service, chat)}:lock",
@@ -70,10 +71,11 @@ class ChatStore:
         if not lock.acquire():
             raise ChatBusy(f"{service} chat {chat} is busy")
         try:
-            yield
+            yield lock
         finally:
-            with contextlib.suppress(LockError):  # expired meanwhile: nothing left to free
-                lock.release()
+            if lock.local.token is not None:  # finish() did not free it already
+                with contextlib.suppress(LockError):  # expired meanwhile: nothing to free
+                    lock.release()
 
     def begin(self, service: str, chat: str, message_id: str) -> tuple[bool, dict | None]:
         """Whether ``message_id`` was answered already, and the chat's state (None if new)."""
@@ -86,17 +88,32 @@ class ChatStore:
         )
         return bool(seen), (json.loads(raw) if raw else None)
 
-    def finish(self, service: str, chat: str, message_id: str, state: dict[str, Any]) -> None:
-        """Save the new state and remember the message as answered, in one round trip."""
+    def finish(
+        self,
+        service: str,
+        chat: str,
+        message_id: str,
+        state: dict[str, Any],
+        *,
+        release: Lock | None = None,
+    ) -> None:
+        """Save the new state and remember the message as answered, in one round trip.
+
+        With ``release``, the chat's lock is freed in that same round trip (by redis-py's own
+        release script, which frees it only if this holder still owns it).
+        """
         key = _chat_key(service, chat)
-        (
+        pipe = (
             self.client.pipeline(transaction=True)
             .set(
                 f"{key}:state", json.dumps(state, separators=(",", ":")), ex=settings.BOT_STATE_TTL
             )
             .set(f"{key}:seen:{_message_key(message_id)}", 1, ex=settings.BOT_SEEN_MESSAGE_TTL)
-            .execute()
         )
+        if release is not None and release.local.token is not None:
+            release.lua_release(keys=[release.name], args=[release.local.token], client=pipe)
+            release.local.token = None
+        pipe.execute()
 
     def load(self, service: str, chat: str) -> dict | None:
         raw = self.client.get(f"{_chat_key(service, chat)}:state")

@@ -288,6 +288,8 @@ except InvalidOperation as exc:
 BOT_STATE_TTL = env_int("BOT_STATE_TTL", 24 * 60 * 60)
 # How long a handled message id is remembered, so a redelivered message is not answered twice.
 BOT_SEEN_MESSAGE_TTL = env_int("BOT_SEEN_MESSAGE_TTL", 7 * 24 * 60 * 60)
+# How old a catalog page a chat is shown may be (details, carts and checkouts are always fresh).
+BOT_CATALOG_CACHE_SECONDS = env_int("BOT_CATALOG_CACHE_SECONDS", 5)
 # The language the bots speak when a customer has not chosen one ("english" / "português").
 BOT_LANGUAGE = os.environ.get("BOT_LANGUAGE", LANGUAGE_CODE)
 

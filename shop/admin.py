@@ -18,6 +18,7 @@ from shop.models import (
     CartItem,
     Category,
     Customer,
+    CustomerNotification,
     Order,
     OrderLine,
     OrderStatus,
@@ -102,8 +103,9 @@ class CustomerOrderInline(ReadOnlyInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "whatsapp_phone", "telegram_id", "user", "created_at"]
-    search_fields = ["name", "whatsapp_phone", "telegram_id", "user__username"]
+    list_display = ["__str__", "whatsapp_phone", "telegram_id", "web_chat", "user", "created_at"]
+    list_filter = ["language"]
+    search_fields = ["name", "whatsapp_phone", "telegram_id", "web_chat", "user__username"]
     raw_id_fields = ["user"]
     readonly_fields = ["created_at"]
     inlines = [CustomerOrderInline]
@@ -133,6 +135,14 @@ class OrderLineInline(ReadOnlyInline):
 class OrderStatusChangeInline(ReadOnlyInline):
     model = OrderStatusChange
     fields = ["created_at", "from_status", "to_status", "changed_by", "source", "note"]
+    readonly_fields = fields
+
+
+class CustomerNotificationInline(ReadOnlyInline):
+    """What the customer was told in their chat about this order, and whether it went out."""
+
+    model = CustomerNotification
+    fields = ["created_at", "order_status", "channel", "delivered_at", "attempts", "last_error"]
     readonly_fields = fields
 
 
@@ -176,7 +186,7 @@ class OrderAdmin(admin.ModelAdmin):
     list_select_related = ["customer", "customer__user"]
     date_hierarchy = "created_at"
     search_fields = ["number", "customer__whatsapp_phone", "customer__name", "customer_name"]
-    inlines = [OrderLineInline, OrderStatusChangeInline]
+    inlines = [OrderLineInline, OrderStatusChangeInline, CustomerNotificationInline]
     # Orders come from the chats and the API; here they are moved along, not written by hand.
     readonly_fields = [
         "number",
@@ -203,4 +213,33 @@ class OrderAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+
+@admin.register(CustomerNotification)
+class CustomerNotificationAdmin(admin.ModelAdmin):
+    """The outbox, read-only: a message not delivered yet waits for its channel's bot."""
+
+    list_display = [
+        "order",
+        "order_status",
+        "channel",
+        "customer",
+        "created_at",
+        "delivered_at",
+        "attempts",
+        "last_error",
+    ]
+    list_filter = ["channel", "order_status", ("delivered_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["order", "customer", "customer__user"]
+    search_fields = ["order__number", "customer__name", "customer__whatsapp_phone"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

@@ -10,14 +10,16 @@ import redis
 from django.conf import settings
 
 from bots.chat import WHATSAPP, IncomingMessage, Reply
-from bots.engine import Engine
+from bots.engine import Engine, catalog_cache
 from bots.state import PREFIX
 
 _message_numbers = itertools.count(1)
 
 
 def forget_all_chats() -> None:
-    """Drop every conversation's state from Redis (the database of a test starts empty too)."""
+    """Drop every conversation's state from Redis (the database of a test starts empty too),
+    and the catalog pages the engine keeps for a few seconds."""
+    catalog_cache.clear()
     client = redis.Redis.from_url(settings.REDIS_URL)
     keys = client.keys(f"{PREFIX}:*")
     if keys:

@@ -129,6 +129,8 @@ def test_the_order_form_cannot_set_a_status(owner, shop_with_an_order):
             "lines-INITIAL_FORMS": "0",
             "status_changes-TOTAL_FORMS": "0",
             "status_changes-INITIAL_FORMS": "0",
+            "notifications-TOTAL_FORMS": "0",
+            "notifications-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302

@@ -148,6 +148,20 @@ def test_catalog_pages_detail_quantity_checkout_to_an_order_in_the_admin(
     assert "Rua das Flores, 10, Centro, São Paulo - SP" in page
 
 
+def test_a_catalog_page_may_be_seconds_old_but_a_product_detail_never_is(catalog, settings):
+    chat = Chat()
+    chat.say("oi")
+    chat.say("1")
+    assert "1. Artigo 01 — R$ 10,00" in chat.text("1")
+    Product.objects.filter(pk=catalog["artigo1"].pk).update(price=Decimal("12.00"))
+    assert "1. Artigo 01 — R$ 10,00" in chat.text("voltar") + chat.text("1")  # cached page
+    assert chat.text("1").startswith("*Artigo 01*\nR$ 12,00")  # the detail reads the database
+
+    settings.BOT_CATALOG_CACHE_SECONDS = 0
+    chat.say("voltar")
+    assert "1. Artigo 01 — R$ 12,00" in chat.text("voltar") + chat.text("1")
+
+
 def test_a_sold_out_product_cannot_be_added(catalog):
     chat = Chat()
     chat.say("oi")

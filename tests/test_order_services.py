@@ -169,6 +169,22 @@ def test_a_failed_checkout_keeps_the_cart(make_product, customer):
     assert list(customer.cart.items.values_list("quantity", flat=True)) == [2]
 
 
+def test_adding_to_the_cart_adds_up_and_refuses_what_cannot_be_sold(make_product, customer):
+    shirt = make_product(name="Camisa", stock=5)
+    hidden = make_product(name="Fora de linha", is_active=False)
+    assert services.add_to_cart(customer=customer, product_id=shirt.pk, quantity=2) == 2
+    assert services.add_to_cart(customer=customer, product_id=shirt.pk, quantity=3) == 5
+    with pytest.raises(ProductUnavailable):
+        services.add_to_cart(customer=customer, product_id=hidden.pk, quantity=1)
+    with pytest.raises(ProductUnavailable):
+        services.add_to_cart(customer=customer, product_id=999_999, quantity=1)
+    with pytest.raises(InvalidOrder, match="999"):
+        services.add_to_cart(customer=customer, product_id=shirt.pk, quantity=995)
+    with pytest.raises(InvalidOrder):
+        services.add_to_cart(customer=customer, product_id=shirt.pk, quantity=0)
+    assert list(customer.cart.items.values_list("product__name", "quantity")) == [("Camisa", 5)]
+
+
 def test_the_workflow_is_the_one_the_shop_uses():
     assert sorted(LEGAL_MOVES) == sorted(
         [

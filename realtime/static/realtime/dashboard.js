@@ -1,5 +1,6 @@
 /* Live shop dashboard: login, one WebSocket at /ws/ (see shared/protocol.md), service cards,
-   orders feed, conversations and the "Testar o bot" simulator. Everything from the server is rendered with textContent. */
+   orders feed, conversations and the "Testar o bot" simulator. Everything from the server is
+   rendered with textContent. */
 'use strict';
 
 (() => {
@@ -39,6 +40,7 @@
     services: {}, // name -> {status, since, detail, version}
     chats: new Map(), // chatKey -> {service, chat, customer, messages, handoff, unread, el}
     selectedChat: null,
+    simChat: null, // the simulator's chat id (also kept in localStorage)
   };
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -698,12 +700,11 @@
 
   /** The simulator's chat id, made once and kept, so that a test cart survives a reload. */
   function simChatId() {
-    let chat = localStore.get(SIM_KEYS.chat);
-    if (!chat) {
-      chat = newSimChatId();
-      localStore.set(SIM_KEYS.chat, chat);
+    if (!state.simChat) {
+      state.simChat = localStore.get(SIM_KEYS.chat) || newSimChatId();
+      localStore.set(SIM_KEYS.chat, state.simChat);
     }
-    return chat;
+    return state.simChat;
   }
 
   function simName() {
@@ -799,7 +800,8 @@
   }
 
   function onSimNew() {
-    localStore.set(SIM_KEYS.chat, newSimChatId());
+    state.simChat = newSimChatId();
+    localStore.set(SIM_KEYS.chat, state.simChat);
     clearSimMessages();
     $('#sim-text').value = '';
     $('#sim-text').focus();
