@@ -21,6 +21,8 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 PREFIX = "marketplace:chat"
+# Telegram updates the webhook view received, for the bot running with --webhook to handle.
+TELEGRAM_WEBHOOK_QUEUE = "marketplace:telegram:updates"
 # A message is handled in milliseconds; a lock older than this belongs to a dead process.
 LOCK_TIMEOUT_S = 30
 # How long a second message of the same chat waits for the first one to be handled.

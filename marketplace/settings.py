@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "marketplace",
     "shop",
     "realtime",
+    "bots",
 ]
 
 MIDDLEWARE = [
@@ -293,6 +294,16 @@ BOT_CATALOG_CACHE_SECONDS = env_int("BOT_CATALOG_CACHE_SECONDS", 5)
 # The language the bots speak when a customer has not chosen one ("english" / "português").
 BOT_LANGUAGE = os.environ.get("BOT_LANGUAGE", LANGUAGE_CODE)
 
+# Telegram (manage.py runbot telegram): the bot's token from @BotFather, and the Bot API's
+# address (a local stand-in in tests). The webhook mode needs this site's public https address and
+# a secret that Telegram sends back in a header.
+TELEGRAM_BOT_TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
+TELEGRAM_API_URL = os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org")
+TELEGRAM_WEBHOOK_URL = os.environ.get("TELEGRAM_WEBHOOK_URL", "")
+TELEGRAM_WEBHOOK_SECRET = os.environ.get("TELEGRAM_WEBHOOK_SECRET", "")
+TELEGRAM_POLL_TIMEOUT = env_int("TELEGRAM_POLL_TIMEOUT", 25)
+TELEGRAM_MAX_BACKOFF = env_int("TELEGRAM_MAX_BACKOFF", 30)
+
 # --- Security (production) ---------------------------------------------------------------------
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -320,5 +331,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per HTTP request to the Telegram API would drown the bot's own log.
+        "httpx": {"level": "WARNING"},
+    },
 }

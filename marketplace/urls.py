@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from bots import views as bots_views
 from realtime.views import DashboardView, ServiceStatusView
 
 admin.site.site_header = admin.site.site_title = settings.SHOP_NAME
@@ -16,6 +17,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("shop.api.urls")),
+    path(
+        "bots/telegram/webhook/<str:secret>/",
+        bots_views.telegram_webhook,
+        name="telegram-webhook",
+    ),
 ]
 
 if settings.DEBUG:

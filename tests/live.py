@@ -121,6 +121,49 @@ class BotProcess:
         stop_process(self.process)
 
 
+class RunbotProcess:
+    """``manage.py runbot <service>`` on this test run's database and Redis; its log is kept."""
+
+    def __init__(self, service: str, *args: str, **env: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runbot", service, *args],
+            cwd=BASE_DIR,
+            env=process_env(LOG_LEVEL="INFO", **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read_lines, daemon=True).start()
+
+    def _read_lines(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, text: str, timeout: float = 20) -> str:
+        """The first log line holding ``text`` (waits for it)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    raise AssertionError(f"no log line with {text!r}; the log:\n{self.log}")
+                self._changed.wait(timeout=min(left, 0.5))
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",

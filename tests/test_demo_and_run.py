@@ -20,6 +20,7 @@ from django.core.management import call_command
 from marketplace.local_redis import redis_answers
 from marketplace.settings import BASE_DIR
 from shop.models import Category, Product
+from tests.telegram_standin import TelegramStandIn
 
 
 def free_port() -> int:
@@ -51,11 +52,19 @@ def test_seed_demo_is_idempotent_and_prints_a_working_staff_login(settings, tmp_
 
 @pytest.mark.slow
 def test_make_run_serves_the_shop_on_embedded_defaults(tmp_path):
-    """What `make run` starts: a private Redis, SQLite, the demo catalog and daphne."""
+    """What `make run` starts: a private Redis, SQLite, the demo catalog, daphne and, with a
+    token, the Telegram bot (here against a stand-in of Telegram)."""
     port, redis_port = free_port(), free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
     env.update(VAR_DIR=str(tmp_path), REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
+    telegram = TelegramStandIn()
+    telegram.start()
+    env.update(
+        TELEGRAM_BOT_TOKEN=telegram.token,
+        TELEGRAM_API_URL=telegram.api_url,
+        TELEGRAM_POLL_TIMEOUT="1",
+    )
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runlocal", "--port", str(port)],
         cwd=BASE_DIR,
@@ -99,7 +108,16 @@ def test_make_run_serves_the_shop_on_embedded_defaults(tmp_path):
         assert get("/static/admin/css/base.css")[0] == 200
         assert json.loads(get("/api/products/")[1])["count"] >= 30
         assert get("/api/docs/")[0] == 200
+
+        assert "Telegram bot:        running" in text
+        telegram.user_says(424242, "oi", first_name="Bia")
+        assert "Olá, Bia!" in telegram.wait_for_text(424242, "Boas-vindas", timeout=30)["text"]
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+        time.sleep(1.5)  # a poll in flight when the bot stopped may still land
+        polls = len(telegram.calls("getUpdates"))
+        time.sleep(2)
+        telegram.stop()
     assert not redis_answers(redis_url), "the private Redis outlived make run"
+    assert len(telegram.calls("getUpdates")) == polls, "the Telegram bot outlived make run"

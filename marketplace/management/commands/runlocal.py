@@ -42,6 +42,13 @@ class Command(BaseCommand):
                 env={**os.environ, "REDIS_URL": settings.REDIS_URL},
             )
             children.append(server)
+            if settings.TELEGRAM_BOT_TOKEN:
+                children.append(
+                    subprocess.Popen(
+                        [sys.executable, "manage.py", "runbot", "telegram"],
+                        env={**os.environ, "REDIS_URL": settings.REDIS_URL},
+                    )
+                )
             self._print_banner(host, port, demo.login, private_redis is not None)
             self._stop_children_on_signal(children)
             server.wait()
@@ -63,6 +70,13 @@ class Command(BaseCommand):
             f"  Staff login:         {login.username} / {password}",
             f"  Database:            {settings.DATABASES['default']['NAME']}",
             f"  Redis:               {settings.REDIS_URL}{redis_note}",
+            "  Telegram bot:        "
+            + (
+                "running (TELEGRAM_BOT_TOKEN)"
+                if settings.TELEGRAM_BOT_TOKEN
+                else "off (set TELEGRAM_BOT_TOKEN to run it)"
+            ),
+            '  Test the chat bot:   the dashboard\'s "Testar o bot" panel',
             "Press Ctrl+C to stop.",
             "",
         ]
