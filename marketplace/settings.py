@@ -294,6 +294,11 @@ BOT_CATALOG_CACHE_SECONDS = env_int("BOT_CATALOG_CACHE_SECONDS", 5)
 # The language the bots speak when a customer has not chosen one ("english" / "português").
 BOT_LANGUAGE = os.environ.get("BOT_LANGUAGE", LANGUAGE_CODE)
 
+# WhatsApp (manage.py runbot whatsapp): WhatsApp Web's address (a local double in tests) and the
+# Chromium profile that keeps the login across restarts.
+WHATSAPP_WEB_URL = os.environ.get("WHATSAPP_WEB_URL", "https://web.whatsapp.com/")
+WHATSAPP_PROFILE_DIR = os.environ.get("WHATSAPP_PROFILE_DIR", str(VAR_DIR / "whatsapp-profile"))
+
 # Telegram (manage.py runbot telegram): the bot's token from @BotFather, and the Bot API's
 # address (a local stand-in in tests). The webhook mode needs this site's public https address and
 # a secret that Telegram sends back in a header.

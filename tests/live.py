@@ -164,6 +164,74 @@ class RunbotProcess:
         stop_process(self.process)
 
 
+class DashboardWatcher:
+    """A dashboard's websocket to ``server``, joined to ``rooms``, read on a thread of its own.
+
+    Every frame is kept in order; ``wait_for`` blocks until one matches.
+    """
+
+    def __init__(self, server: Server, token: str, rooms: tuple[str, ...] = ("Services",)) -> None:
+        import asyncio
+
+        self.frames: list[dict] = []
+        self._changed = threading.Condition()
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_until_complete,
+            args=(self._read(server, token, rooms),),
+            daemon=True,
+        )
+        self._thread.start()
+        assert self._ready.wait(15), "the dashboard socket did not join its rooms"
+
+    async def _read(self, server: Server, token: str, rooms: tuple[str, ...]) -> None:
+        import websockets
+
+        async with websockets.connect(server.ws_url, origin=server.origin) as socket:
+            self._socket = socket
+            for room in rooms:
+                await socket.send(
+                    json.dumps({"event": "join_room", "data": {"room": room, "auth": token}})
+                )
+            joined = 0
+            async for raw in socket:
+                frame = json.loads(raw)
+                if frame["event"] == "accept_in_room" and frame["data"].get("status") == 200:
+                    joined += 1
+                    if joined == len(rooms):
+                        self._ready.set()
+                with self._changed:
+                    self.frames.append(frame)
+                    self._changed.notify_all()
+
+    def wait_for(self, event: str, predicate=lambda data: True, timeout: float = 30) -> dict:
+        """The data of the first frame (since the socket opened) named ``event`` that matches."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for frame in self.frames:
+                    if frame["event"] == event and predicate(frame["data"]):
+                        return frame["data"]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [f["event"] for f in self.frames]
+                    raise AssertionError(f"no matching {event} within {timeout} s; saw {seen}")
+                self._changed.wait(min(left, 0.5))
+
+    def events(self, event: str) -> list[dict]:
+        with self._changed:
+            return [f["data"] for f in self.frames if f["event"] == event]
+
+    def close(self) -> None:
+        import asyncio
+
+        socket = getattr(self, "_socket", None)
+        if socket is not None:
+            asyncio.run_coroutine_threadsafe(socket.close(), self._loop)
+        self._thread.join(timeout=10)
+
+
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",

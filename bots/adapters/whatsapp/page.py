@@ -1,0 +1,277 @@
+"""What the bot does on the WhatsApp Web page, one Selenium step at a time (blocking calls).
+
+Selectors come from ``bots.adapters.whatsapp.selectors`` only. The bot waits for the page with a
+``MutationObserver`` installed in the page (``wait_for_change``) rather than sleeping and polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from selenium.common.exceptions import (
+    JavascriptException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
+from selenium.webdriver import Chrome
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+
+from bots.adapters.whatsapp import selectors as s
+
+logger = logging.getLogger(__name__)
+
+SEND_CONFIRM_TIMEOUT_S = 30
+
+
+class PageChanged(Exception):
+    """No variant of a concern the page should show matches: WhatsApp changed its markup."""
+
+    def __init__(self, concern: s.Concern) -> None:
+        super().__init__(f"WhatsApp mudou a página: {concern.name} não encontrado.")
+        self.concern = concern
+
+
+class NotSent(Exception):
+    """A message still pending after 30 s, or a number WhatsApp calls invalid."""
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    data_id: str
+    incoming: bool
+    text: str | None  # None: not text (image, audio, sticker, location)
+    author: str = ""
+
+    @property
+    def jid(self) -> str:
+        return self.data_id.split("_", 2)[1]
+
+
+def author_of(pre_plain_text: str | None) -> str:
+    """The sender's name in ``[10:30, 29/11/2026] Maria Souza: ``; "" for a bare number."""
+    if not pre_plain_text or "] " not in pre_plain_text:
+        return ""
+    name = pre_plain_text.split("] ", 1)[1].rstrip().removesuffix(":").strip()
+    return "" if name.startswith("+") or name.replace(" ", "").isdigit() else name
+
+
+# Reads a message's text as the contract says: text nodes and emoji images' alt, in order; <br>
+# as a line break. One script for the whole chat: one round trip however long the chat.
+_READ_MESSAGES = """
+const [messageSel, textSel, emojiSel, metaSel] = arguments;
+function textOf(node) {
+  let out = '';
+  for (const child of node.childNodes) {
+    if (child.nodeType === Node.TEXT_NODE) out += child.nodeValue;
+    else if (child.nodeName === 'BR') out += '\\n';
+    else if (child.nodeName === 'IMG' && child.matches(emojiSel)) out += child.alt || '';
+    else if (child.nodeType === Node.ELEMENT_NODE) out += textOf(child);
+  }
+  return out;
+}
+return Array.from(document.querySelectorAll(messageSel)).map((el) => {
+  const span = el.querySelector(textSel);
+  const meta = el.querySelector(metaSel);
+  return [el.getAttribute('data-id'), span ? textOf(span) : null,
+          meta ? meta.getAttribute('data-pre-plain-text') : null];
+});
+"""
+
+# Resolves when the page changes (or after the timeout): how the bot waits without polling.
+_WAIT_FOR_CHANGE = """
+const done = arguments[arguments.length - 1];
+const timeout = arguments[0];
+const observer = new MutationObserver(() => {
+  observer.disconnect(); clearTimeout(timer); done(true);
+});
+const timer = setTimeout(() => { observer.disconnect(); done(false); }, timeout);
+observer.observe(document.body || document.documentElement,
+  {childList: true, subtree: true, attributes: true, characterData: true});
+"""
+
+_INSERT_TEXT = """
+const box = arguments[0];
+box.focus();
+document.execCommand('insertText', false, arguments[1]);
+"""
+
+
+class WhatsAppPage:
+    def __init__(self, driver: Chrome, url: str) -> None:
+        self.driver = driver
+        self.url = url if url.endswith("/") else url + "/"
+
+    def open(self) -> None:
+        self.driver.get(self.url)
+
+    # --- where the page is -----------------------------------------------------------------
+
+    def _first(self, concern: s.Concern, root: WebElement | Chrome | None = None) -> WebElement:
+        root = root or self.driver
+        for variant in concern.variants:
+            found = root.find_elements(By.CSS_SELECTOR, variant)
+            if found:
+                return found[0]
+        raise NoSuchElementException(concern.name)
+
+    def _has(self, concern: s.Concern) -> bool:
+        return bool(self.driver.find_elements(By.CSS_SELECTOR, concern.any))
+
+    def state(self) -> str:
+        """ "main", "login", "syncing", "loading", "offline" or "unknown"."""
+        if self.driver.current_url.startswith("chrome-error://"):
+            return "offline"  # Chromium's own "no internet" page
+        if self._has(s.MAIN):
+            return "main"
+        if self._has(s.QR_HOLDER):
+            return "login"
+        body = self.driver.execute_script("return document.body ? document.body.innerText : ''")
+        if s.SYNCING_TEXT in (body or ""):
+            return "syncing"
+        if self._has(s.LOADING):
+            return "loading"
+        return "unknown"
+
+    def wait_for_change(self, timeout_s: float) -> bool:
+        try:
+            return bool(self.driver.execute_async_script(_WAIT_FOR_CHANGE, int(timeout_s * 1000)))
+        except (TimeoutException, JavascriptException):
+            return False
+
+    # --- login ------------------------------------------------------------------------------
+
+    def qr_payload(self) -> str | None:
+        holders = self.driver.find_elements(By.CSS_SELECTOR, s.QR_HOLDER.any)
+        return holders[0].get_attribute("data-ref") if holders else None
+
+    def qr_expired(self) -> bool:
+        return bool(self.driver.find_elements(By.CSS_SELECTOR, s.QR_RELOAD.any))
+
+    def reload_qr(self) -> None:
+        self._first(s.QR_RELOAD).click()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def chats(self, *, unread_only: bool = True, limit: int = 50) -> list[tuple[str, int]]:
+        """(title, unread count) of the chat list's rows, top first (with unread only, by
+        default)."""
+        if not self._has(s.MAIN):
+            raise PageChanged(s.MAIN)
+        rows = []
+        for row in self.driver.find_elements(By.CSS_SELECTOR, s.ROW.any)[:limit]:
+            try:
+                marks = row.find_elements(By.CSS_SELECTOR, s.UNREAD.any)
+                if unread_only and not marks:
+                    continue
+                title = self._first(s.ROW_TITLE, row).get_attribute("title")
+                count = (
+                    int("".join(ch for ch in marks[0].text if ch.isdigit()) or 1) if marks else 0
+                )
+                rows.append((title, count))
+            except (StaleElementReferenceException, NoSuchElementException):
+                continue
+        return rows
+
+    def open_chat(self, title: str) -> None:
+        for row in self.driver.find_elements(By.CSS_SELECTOR, s.ROW.any):
+            titles = row.find_elements(By.CSS_SELECTOR, s.ROW_TITLE.any)
+            if titles and titles[0].get_attribute("title") == title:
+                row.click()
+                self._wait_until(lambda: self._has(s.OPEN_CHAT), 10, s.OPEN_CHAT)
+                return
+        raise NoSuchElementException(f"row {title!r}")
+
+    def has_open_chat(self) -> bool:
+        return self._has(s.OPEN_CHAT)
+
+    def messages(self) -> list[ChatMessage]:
+        rows = self.driver.execute_script(
+            _READ_MESSAGES, s.MESSAGE.any, s.MESSAGE_TEXT.any, s.EMOJI_IMAGE, s.MESSAGE_META.any
+        )
+        return [
+            ChatMessage(
+                data_id=data_id,
+                incoming=data_id.startswith("false_"),
+                text=text,
+                author=author_of(meta),
+            )
+            for data_id, text, meta in rows
+            if data_id and data_id.count("_") >= 2
+        ]
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def send_text(self, text: str) -> str:
+        """Type ``text`` in the open chat and send it; the new message's ``data-id``."""
+        before = {m.data_id for m in self.messages()}
+        box = self._first(s.COMPOSE)
+        lines = text.split("\n")
+        for number, line in enumerate(lines):
+            if line:
+                # ChromeDriver's send_keys refuses characters outside the BMP (most emoji).
+                self.driver.execute_script(_INSERT_TEXT, box, line)
+            if number < len(lines) - 1:
+                ActionChains(self.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(
+                    Keys.SHIFT
+                ).perform()
+        self._click_send()
+        return self._confirm_sent(before)
+
+    def _click_send(self) -> None:
+        def button() -> WebElement | None:
+            try:
+                return self._first(s.SEND)
+            except NoSuchElementException:
+                return None
+
+        self._wait_until(lambda: button() is not None, 10, s.SEND)
+        button().click()
+
+    def _confirm_sent(self, before: set[str]) -> str:
+        deadline = time.monotonic() + SEND_CONFIRM_TIMEOUT_S
+        while time.monotonic() < deadline:
+            new = [m for m in self.messages() if not m.incoming and m.data_id not in before]
+            if new:
+                element = self.driver.find_element(
+                    By.CSS_SELECTOR, f'[data-id="{new[-1].data_id}"]'
+                )
+                if element.find_elements(By.CSS_SELECTOR, f"{s.TICK_SENT}, {s.TICK_DELIVERED}"):
+                    return new[-1].data_id
+            self.wait_for_change(1.0)
+        raise NotSent("WhatsApp did not confirm the message within 30 s")
+
+    def send_to_number(self, digits: str, text: str) -> str:
+        """Open ``/send?phone=`` with ``text`` in the box and send it (an order notification)."""
+        self.driver.get(f"{self.url}send?phone={digits}&text={quote(text)}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            dialogs = [
+                d
+                for d in self.driver.find_elements(By.CSS_SELECTOR, s.INVALID_DIALOG.any)
+                if "invalid" in d.text.lower()
+            ]
+            if dialogs:
+                buttons = dialogs[0].find_elements(By.CSS_SELECTOR, s.DIALOG_OK)
+                if buttons:
+                    buttons[0].click()
+                raise NotSent(f"WhatsApp says {digits} is not a valid number")
+            if self._has(s.OPEN_CHAT) and self._has(s.COMPOSE):
+                before = {m.data_id for m in self.messages()}
+                self._click_send()
+                return self._confirm_sent(before)
+            self.wait_for_change(1.0)
+        raise NotSent(f"the chat with {digits} did not open")
+
+    def _wait_until(self, condition, timeout_s: float, concern: s.Concern) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise PageChanged(concern)
+            self.wait_for_change(0.5)

@@ -1,0 +1,253 @@
+"""The WhatsApp bot end to end: ``manage.py runbot whatsapp`` drives real headless Chromium through
+Selenium against a local double of WhatsApp Web (tests/whatsapp_double, written from
+../shared/whatsapp-web/CONTRACT.md), on this run's database and Redis, with a real server for the
+dashboard's websocket. The main flows run against every selector variant of the double.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from decimal import Decimal
+
+import pytest
+import redis
+from django.test import Client
+from rest_framework_simplejwt.tokens import AccessToken
+
+from bots.adapters.whatsapp.bot import chat_of, coalesce
+from bots.adapters.whatsapp.page import ChatMessage
+from bots.chat import Reply
+from realtime import status
+from shop.models import Category, Order, Product
+from tests.bots_support import forget_all_chats
+from tests.live import DashboardWatcher, RunbotProcess, Server
+from tests.whatsapp_double import WhatsAppDouble
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+PHONE = "+5511912345678"
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    keys = client.keys(f"{status.KEY_PREFIX}*") + client.keys("marketplace:whatsapp:*")
+    if keys:
+        client.delete(*keys)
+    forget_all_chats()
+    yield
+    forget_all_chats()
+
+
+@pytest.fixture
+def shirt(db) -> Product:
+    category = Category.objects.create(name="Roupas", slug="roupas")
+    return Product.objects.create(
+        category=category, sku="CAM-AZ", name="Camisa Azul", price=Decimal("59.90"), stock=5
+    )
+
+
+@pytest.fixture
+def server(redis_url):
+    live = Server()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def watcher(server, staff_user):
+    socket = DashboardWatcher(server, str(AccessToken.for_user(staff_user)))
+    yield socket
+    socket.close()
+
+
+def start_bot(double: WhatsAppDouble, profile) -> RunbotProcess:
+    return RunbotProcess("whatsapp", "--url", double.url, "--profile-dir", str(profile))
+
+
+def wait_for_status(code: int, timeout: float = 60) -> status.ServiceState:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = status.get_states()["WhatsApp"]
+        if state.status == code:
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"WhatsApp never read {code}: {status.get_states()['WhatsApp']}")
+
+
+def say(double: WhatsAppDouble, text: str, expect: str, phone: str = PHONE) -> dict:
+    """The customer writes ``text``; the bot's first new message holding ``expect``."""
+    before = len(double.sent(phone))
+    double.customer_says(phone, text, name="Maria Souza")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for message in double.sent(phone)[before:]:
+            if expect in message["text"]:
+                return message
+        time.sleep(0.1)
+    raise AssertionError(f"after {text!r} no reply with {expect!r}: {double.sent(phone)[before:]}")
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_login_by_qr_then_a_whole_order_by_chat_and_the_admins_status_change(
+    variant, shirt, watcher, staff_user, tmp_path
+):
+    with WhatsAppDouble(variant=variant, first_qr_seconds=60) as double:
+        bot = start_bot(double, tmp_path / "profile")
+        try:
+            watcher.wait_for("services_change_status", lambda d: d["service"] == "WhatsApp"
+                             and d["status"] == 100)  # fmt: skip
+            watcher.wait_for("services_change_status", lambda d: d["service"] == "WhatsApp"
+                             and d["status"] == 102)  # fmt: skip
+            first = watcher.wait_for("qr_code", lambda d: d["qr"] == double.qr_payload())
+            assert first["service"] == "WhatsApp" and first["svg"].startswith("<svg")
+            rotated = double.rotate_qr()
+            watcher.wait_for("qr_code", lambda d: d["qr"] == rotated)
+            double.scan()
+            watcher.wait_for("services_change_status", lambda d: d["service"] == "WhatsApp"
+                             and d["status"] == 200)  # fmt: skip
+
+            welcome = say(double, "oi", "Boas-vindas")
+            assert "O que você gostaria de fazer?" in welcome["text"]
+            say(double, "2", "O que você procura?")
+            say(double, "camisa azl", "1. Camisa Azul — R$ 59,90")
+            say(double, "1", "*Camisa Azul*")
+            say(double, "2", "Adicionado: 2 × Camisa Azul")
+            say(double, "3", "endereço de entrega")
+            say(double, "Rua das Flores, 10, São Paulo", "Como você prefere pagar?")
+            say(double, "1", "*Total: R$ 119,80*")
+            placed = say(double, "1", "recebido!")
+
+            order = Order.objects.select_related("customer").get()
+            assert f"Pedido *#{order.number}* recebido!" in placed["text"]
+            assert (order.channel, order.customer.whatsapp_phone) == ("whatsapp", PHONE)
+            owner = Client()
+            owner.force_login(staff_user)
+            page = owner.get(f"/admin/shop/order/{order.pk}/change/").content.decode()
+            assert "Camisa Azul" in page and "119,80" in page
+
+            owner.post(
+                "/admin/shop/order/", {"action": "mark_confirmed", "_selected_action": [order.pk]}
+            )
+            told = double.wait_for_sent(PHONE, "foi confirmado", timeout=60)
+            assert told["text"].startswith(f"✅ Seu pedido #{order.number} foi confirmado!")
+        finally:
+            bot.stop()
+        assert bot.process.returncode == 0
+        wait_for_status(status.DISCONNECTED, timeout=15)
+
+
+def test_a_restart_with_the_same_profile_needs_no_qr_and_answers_nothing_twice(shirt, tmp_path):
+    profile = tmp_path / "profile"
+    with WhatsAppDouble() as double:
+        bot = start_bot(double, profile)
+        try:
+            wait_for_status(status.AUTHENTICATING)
+            double.scan()
+            wait_for_status(status.CONNECTED)
+            say(double, "oi", "Boas-vindas")
+            say(double, "1", "escolha uma categoria")
+        finally:
+            bot.stop()
+        answered = len(double.sent(PHONE))
+        loads = double.page_loads()
+
+        again = start_bot(double, profile)
+        try:
+            wait_for_status(status.CONNECTED)
+            assert double.page_loads() == loads + 1 and double.linked()
+            time.sleep(3)
+            assert len(double.sent(PHONE)) == answered  # nothing old answered again
+            say(double, "1", "Roupas")
+        finally:
+            again.stop()
+
+
+def test_emoji_outside_the_bmp_and_line_breaks_arrive_as_the_engine_wrote_them(shirt, tmp_path):
+    with WhatsAppDouble() as double:
+        bot = start_bot(double, tmp_path / "profile")
+        try:
+            wait_for_status(status.AUTHENTICATING)
+            double.scan()
+            wait_for_status(status.CONNECTED)
+            welcome = say(double, "oi 🛒", "Boas-vindas")
+            assert welcome["text"] == (
+                "Olá, Maria! 👋 Boas-vindas à *Marketplace Bot*.\n\n"
+                "O que você gostaria de fazer?\n1. Catálogo 🛍️\n2. Buscar produto 🔎\n"
+                "3. Meu carrinho 🛒\n4. Finalizar pedido ✅\n5. Meus pedidos 📦\n"
+                "6. Falar com atendente 💬\n\n"
+                "Responda com um número. Digite *menu* para voltar aqui a qualquer momento."
+            )
+            assert double.received(PHONE)[-1]["text"] == "oi 🛒"
+            photo = double.customer_sends_media(PHONE, "image", name="Maria Souza")
+            assert photo
+            reply = double.wait_for_sent(PHONE, "só consigo ler mensagens de texto")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and reply["ticks"] != "msg-dblcheck":
+                time.sleep(0.1)
+                reply = next(m for m in double.sent(PHONE) if m["data_id"] == reply["data_id"])
+            assert reply["ticks"] == "msg-dblcheck"  # delivered
+        finally:
+            bot.stop()
+
+
+def test_killing_chromium_reads_403_within_5_s_and_the_bot_comes_back_on_its_own(shirt, tmp_path):
+    import psutil
+
+    with WhatsAppDouble() as double:
+        bot = start_bot(double, tmp_path / "profile")
+        try:
+            wait_for_status(status.AUTHENTICATING)
+            double.scan()
+            wait_for_status(status.CONNECTED)
+            say(double, "oi", "Boas-vindas")
+            # Chromium writes Local Storage to the profile a few seconds after a change: one
+            # killed within that window loses the fresh login (so would WhatsApp's).
+            time.sleep(8)
+            browsers = [
+                child
+                for child in psutil.Process(bot.process.pid).children(recursive=True)
+                if "chrom" in child.name() and "driver" not in child.name()
+            ]
+            assert browsers
+            killed_at = time.monotonic()
+            for browser in browsers:
+                browser.send_signal(signal.SIGKILL)
+            wait_for_status(status.DISCONNECTED, timeout=5)
+            assert time.monotonic() - killed_at <= 5
+            double.customer_says(PHONE, "1", name="Maria Souza")  # while the bot is down
+            wait_for_status(status.CONNECTED, timeout=60)
+            double.wait_for_sent(PHONE, "escolha uma categoria", timeout=30)  # not lost
+        finally:
+            bot.stop()
+
+
+def test_sigterm_closes_chromium_and_reports_403(shirt, tmp_path):
+    import psutil
+
+    with WhatsAppDouble() as double:
+        bot = start_bot(double, tmp_path / "profile")
+        wait_for_status(status.AUTHENTICATING)
+        children = psutil.Process(bot.process.pid).children(recursive=True)
+        assert any("chrom" in child.name() for child in children)
+        bot.stop()
+        assert bot.process.returncode == 0
+        time.sleep(0.5)
+        assert not [child for child in children if child.is_running()
+                    and child.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+        assert status.get_states()["WhatsApp"].status == status.DISCONNECTED
+
+
+# --- translation, without a browser -------------------------------------------------------------
+
+
+def test_a_turns_replies_are_one_whatsapp_message():
+    assert coalesce([Reply("Olá!"), Reply("1. Sim\n2. Não", ("1. Sim", "2. Não"))]) == (
+        "Olá!\n\n1. Sim\n2. Não"
+    )
+
+
+def test_the_chat_of_a_message_is_its_phone():
+    assert chat_of(ChatMessage("false_5511912345678@c.us_3EB0AA", True, "oi")) == PHONE
+    assert chat_of(ChatMessage("false_12036312345@lid_3EB0AB", True, "oi")) is None
