@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite needs: the browser tests drive the system Chromium.
 TEST_SYSTEM_PACKAGES ?= chromium chromium-driver
+# The WhatsApp bot that `make run` starts drives the system Chromium too.
+RUN_SYSTEM_PACKAGES ?= chromium chromium-driver
 
 .PHONY: run test lint ci bench messages clean
 
@@ -13,6 +15,8 @@ $(STAMP): requirements.txt requirements-dev.txt scripts/bootstrap.sh
 
 ## make run: the whole product on embedded defaults (SQLite, demo catalog, private Redis if needed)
 run: $(STAMP)
+	@if [ -n "$(RUN_SYSTEM_PACKAGES)" ]; then sh scripts/bootstrap.sh $(RUN_SYSTEM_PACKAGES) \
+		|| echo "make run: going on without them; the WhatsApp bot needs Chromium"; fi
 	$(PY) manage.py runlocal
 
 ## make test: the full suite (SQLite by default; DATABASE_URL/REDIS_URL choose other servers)

@@ -21,6 +21,7 @@ from marketplace.local_redis import redis_answers
 from marketplace.settings import BASE_DIR
 from shop.models import Category, Product
 from tests.telegram_standin import TelegramStandIn
+from tests.whatsapp_double import WhatsAppDouble
 
 
 def free_port() -> int:
@@ -60,10 +61,13 @@ def test_make_run_serves_the_shop_on_embedded_defaults(tmp_path):
     env.update(VAR_DIR=str(tmp_path), REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
     telegram = TelegramStandIn()
     telegram.start()
+    whatsapp = WhatsAppDouble()
+    whatsapp.start()
     env.update(
         TELEGRAM_BOT_TOKEN=telegram.token,
         TELEGRAM_API_URL=telegram.api_url,
         TELEGRAM_POLL_TIMEOUT="1",
+        WHATSAPP_WEB_URL=whatsapp.url,
     )
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runlocal", "--port", str(port)],
@@ -110,6 +114,11 @@ def test_make_run_serves_the_shop_on_embedded_defaults(tmp_path):
         assert get("/api/docs/")[0] == 200
 
         assert "Telegram bot:        running" in text
+        assert "WhatsApp bot:        running" in text
+        deadline = time.monotonic() + 60  # WhatsApp Web open at its login QR, in Chromium
+        while whatsapp.qr_payload() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert whatsapp.state() == "login" and whatsapp.qr_payload()
         telegram.user_says(424242, "oi", first_name="Bia")
         assert "Olá, Bia!" in telegram.wait_for_text(424242, "Boas-vindas", timeout=30)["text"]
     finally:
@@ -119,5 +128,6 @@ def test_make_run_serves_the_shop_on_embedded_defaults(tmp_path):
         polls = len(telegram.calls("getUpdates"))
         time.sleep(2)
         telegram.stop()
+        whatsapp.stop()
     assert not redis_answers(redis_url), "the private Redis outlived make run"
     assert len(telegram.calls("getUpdates")) == polls, "the Telegram bot outlived make run"

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.local_redis import RedisUnavailable, ensure_redis
 from marketplace.processes import stop_process
+from marketplace.settings import env_bool
 from shop.demo import seed_demo
 
 ASGI_APP = "marketplace.asgi:application"
@@ -42,6 +43,14 @@ class Command(BaseCommand):
                 env={**os.environ, "REDIS_URL": settings.REDIS_URL},
             )
             children.append(server)
+            whatsapp = self._whatsapp_note()
+            if whatsapp.startswith("running"):
+                children.append(
+                    subprocess.Popen(
+                        [sys.executable, "manage.py", "runbot", "whatsapp"],
+                        env={**os.environ, "REDIS_URL": settings.REDIS_URL},
+                    )
+                )
             if settings.TELEGRAM_BOT_TOKEN:
                 children.append(
                     subprocess.Popen(
@@ -49,14 +58,26 @@ class Command(BaseCommand):
                         env={**os.environ, "REDIS_URL": settings.REDIS_URL},
                     )
                 )
-            self._print_banner(host, port, demo.login, private_redis is not None)
+            self._print_banner(host, port, demo.login, private_redis is not None, whatsapp)
             self._stop_children_on_signal(children)
             server.wait()
         finally:
             for child in reversed(children):
                 stop_process(child)
 
-    def _print_banner(self, host: str, port: int, login, private_redis: bool) -> None:
+    @staticmethod
+    def _whatsapp_note() -> str:
+        from bots.adapters.whatsapp.browser import find_binary
+
+        if not env_bool("WHATSAPP_BOT", True):
+            return "off (WHATSAPP_BOT=false)"
+        if not find_binary("CHROME_BINARY", "chromium", "chromium-browser", "google-chrome"):
+            return "off (no Chromium found: apt-get install chromium chromium-driver)"
+        return f'running ({settings.WHATSAPP_WEB_URL}; "Gerar sessão" on the dashboard)'
+
+    def _print_banner(
+        self, host: str, port: int, login, private_redis: bool, whatsapp: str
+    ) -> None:
         base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
         password = login.password or "(changed by you since it was generated)"
         redis_note = " (private, started for this run)" if private_redis else ""
@@ -70,6 +91,7 @@ class Command(BaseCommand):
             f"  Staff login:         {login.username} / {password}",
             f"  Database:            {settings.DATABASES['default']['NAME']}",
             f"  Redis:               {settings.REDIS_URL}{redis_note}",
+            f"  WhatsApp bot:        {whatsapp}",
             "  Telegram bot:        "
             + (
                 "running (TELEGRAM_BOT_TOKEN)"

@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""WhatsApp bot latency: from a customer's message appearing on the page to the bot's reply.
+
+``manage.py runbot whatsapp`` (headless Chromium through Selenium) runs against the local double of
+WhatsApp Web (tests/whatsapp_double, which follows ../shared/whatsapp-web/CONTRACT.md), with the
+real engine, PostgreSQL and Redis. 20 chats write 10 messages each, a chat's next message once
+the previous one is answered, as customers do; the chats overlap. Latency is measured on the
+double's clock: message stored → reply stored. The bot's pace (one message a second per chat)
+applies to a chat's consecutive replies, and each message here waits for the previous answer,
+so it adds nothing. Memory: resident set of the bot process plus every Chromium process under it.
+
+Writes bench/results/whatsapp_latency.json and the "WhatsApp latency" section of
+docs/benchmarks.md.
+
+    .venv/bin/python bench/whatsapp_latency.py [--chats 20] [--messages 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+from bench.api_products import bench_database_url, ensure_database, machine  # noqa: E402
+from bench.engine import percentile, seed_catalog  # noqa: E402
+
+RESULTS = BASE_DIR / "bench" / "results" / "whatsapp_latency.json"
+DOC = BASE_DIR / "docs" / "benchmarks.md"
+# What a customer writes, in turn: each message gets exactly one reply from the bot.
+SCRIPT = ["oi", "1", "1", "voltar", "2", "camisa azl", "1", "menu", "5", "menu"]
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    process = psutil.Process(pid)
+    family = [process, *process.children(recursive=True)]
+    return sum(p.memory_info().rss for p in family if p.is_running()) / 1024 / 1024
+
+
+def chat(double, phone: str, messages: int, latencies: list[float], errors: list[str]) -> None:
+    for number in range(messages):
+        text = SCRIPT[number % len(SCRIPT)]
+        before = len(double.sent(phone))
+        double.customer_says(phone, text, name=f"Cliente {phone[-4:]}")
+        said_at = double.received(phone)[-1]["at"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sent = double.sent(phone)
+            if len(sent) > before:
+                latencies.append((sent[before]["at"] - said_at) * 1000)
+                break
+            time.sleep(0.01)
+        else:
+            errors.append(f"{phone}: no reply to {text!r}")
+            return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chats", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=10)
+    args = parser.parse_args()
+
+    database_url = bench_database_url()
+    ensure_database(database_url)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
+        "DATABASE_URL": database_url,
+        "DEBUG": "False",
+        "SECRET_KEY": "bench-only-" + "k" * 50,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6"),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(BASE_DIR),
+    }
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, check=True)
+    import django
+
+    django.setup()
+    from bots.state import redis_client
+    from realtime import status
+    from tests.whatsapp_double import WhatsAppDouble
+
+    seed_catalog(10_000)
+    client = redis_client()
+    for pattern in ("marketplace:chat:*", "marketplace:whatsapp:*"):
+        for key in client.scan_iter(pattern, count=1000):
+            client.delete(key)
+
+    with WhatsAppDouble() as double, tempfile.TemporaryDirectory() as profile:
+        bot = subprocess.Popen(
+            [sys.executable, "manage.py", "runbot", "whatsapp", "--url", double.url,
+             "--profile-dir", profile],
+            cwd=BASE_DIR,
+            env=os.environ.copy(),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while double.qr_payload() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            double.scan()
+            while status.get_states()["WhatsApp"].status != status.CONNECTED:
+                assert time.monotonic() < deadline, "the bot never reached 200"
+                time.sleep(0.2)
+            # Warm-up: one exchange, so imports and the first queries are not measured.
+            chat(double, "+5511900000000", 1, [], [])
+            rss_start = rss_mb(bot.pid)
+            latencies: list[float] = []
+            errors: list[str] = []
+            phones = [f"+55119{n:08d}" for n in range(1, args.chats + 1)]
+            threads = [
+                threading.Thread(target=chat, args=(double, p, args.messages, latencies, errors))
+                for p in phones
+            ]
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+                time.sleep(0.05)
+            for thread in threads:
+                thread.join()
+            elapsed = time.monotonic() - started
+            rss_end = rss_mb(bot.pid)
+        finally:
+            bot.terminate()
+            bot.wait(timeout=30)
+
+    result = {
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "rss_mb": round(max(rss_start, rss_end), 1),
+        "rss_mb_start": round(rss_start, 1),
+        "rss_mb_end": round(rss_end, 1),
+        "messages": len(latencies),
+        "errors": errors,
+        "chats": args.chats,
+        "seconds": round(elapsed, 1),
+        "machine": machine(),
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "make bench  (.venv/bin/python bench/whatsapp_latency.py "
+        f"--chats {args.chats} --messages {args.messages})",
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_doc_section(result)
+    print(json.dumps({k: result[k] for k in ("p50_ms", "p99_ms", "rss_mb", "messages")}))
+    missed = [
+        name
+        for name, ok in (
+            ("p50_ms", result["p50_ms"] <= 300),
+            ("p99_ms", result["p99_ms"] <= 1500),
+            ("rss_mb", result["rss_mb"] <= 400),
+            ("replies", not errors and len(latencies) == args.chats * args.messages),
+        )
+        if not ok
+    ]
+    if missed:
+        sys.exit(f"target missed: {', '.join(missed)}")
+
+
+def write_doc_section(result: dict) -> None:
+    begin, end = "<!-- whatsapp_latency:begin -->", "<!-- whatsapp_latency:end -->"
+    section = f"""{begin}
+## WhatsApp latency: a message on the page to the bot's reply on the page
+
+| | value | target |
+|---|---:|---:|
+| p50 | **{result["p50_ms"]:.0f} ms** | <= 300 ms |
+| p99 | **{result["p99_ms"]:.0f} ms** | <= 1,500 ms |
+| memory, bot + Chromium (RSS) | **{result["rss_mb"]:.0f} MB** \\
+(start {result["rss_mb_start"]:.0f}, end {result["rss_mb_end"]:.0f}) | <= 400 MB |
+
+- {result["messages"]} messages from {result["chats"]} chats at once (each chat's next message once
+  the previous one is answered) in {result["seconds"]} s; \\
+{"no reply missing" if not result["errors"] else "missing: " + "; ".join(result["errors"])}.
+- `manage.py runbot whatsapp` in headless Chromium against the WhatsApp Web double
+  (`tests/whatsapp_double`), the real engine, PostgreSQL (10,000 products) and Redis. Times are
+  the double's: message stored → reply stored; they include the bot noticing the unread chat,
+  opening it, reading it, the engine, typing and sending, and the double confirming it.
+- Machine: {result["machine"]}; {result["measured_at"]}.
+- Command: `{result["command"]}`.
+{end}"""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\\n"
+    if begin in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\\n\\n" + section + "\\n"
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
