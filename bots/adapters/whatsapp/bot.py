@@ -44,11 +44,16 @@ SESSION_REQUEST_WINDOW_S = 300  # an expired QR is reloaded only this long after
 UNKNOWN_PAGE_GRACE_S = 60
 OUTBOX_INTERVAL_S = 15.0
 RESCAN_CHATS = 10  # recent chats a (re)started browser looks into
+SEND_CONFIRM_S = 30  # a message still pending this long counts as not sent
 HANDLED_KEY = "marketplace:whatsapp:last-handled"
 
 
 class BrowserDied(Exception):
     pass
+
+
+class PageMoved(Exception):
+    """The page changed under a step (an element went stale): the next look tries again."""
 
 
 class LoggedOut(Exception):
@@ -85,6 +90,7 @@ class WhatsAppBot:
         self._next_notification = 0.0
         self._next_outbox = 0.0
         self._rescanned = False
+        self._unconfirmed: dict[str, tuple[str, float]] = {}  # data-id -> (chat, deadline)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -106,14 +112,19 @@ class WhatsAppBot:
                 logger.info("WhatsApp bot stopped; Chromium closed")
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` on the page's thread. A WebDriver error means a dead browser only
+        if the browser no longer answers at all; a page that changed under a click (a stale
+        element) is tried again by the loop."""
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
-        except PageChanged:
-            raise
-        except NoSuchElementException:
+            return await loop.run_in_executor(self._thread, function, *args)
+        except (PageChanged, NoSuchElementException):
             raise
         except WebDriverException as failure:
-            raise BrowserDied(str(failure).splitlines()[0] if str(failure) else "") from failure
+            reason = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
+            if self.page is not None and await loop.run_in_executor(self._thread, self.page.alive):
+                raise PageMoved(reason) from failure
+            raise BrowserDied(reason) from failure
 
     async def _report(self, code: int, detail: str = "") -> None:
         if self._reported == (code, detail):
@@ -171,29 +182,37 @@ class WhatsAppBot:
         page = self.page
         unknown_since: float | None = None
         while True:
-            state = await self._call(page.state)
-            if state != "unknown":
-                unknown_since = None
-            if state == "loading":
-                await self._report(status.INITIALIZING, "Carregando o WhatsApp Web…")
-            elif state == "login":
-                await self._at_login(page)
-            elif state == "syncing":
-                await self._report(status.AUTHENTICATING, "Sincronizando as conversas…")
-            elif state == "offline":
-                await self._report(status.DISCONNECTED, "Sem conexão com o WhatsApp Web.")
-                await asyncio.sleep(5)
-                await self._call(page.open)
+            try:
+                state = await self._step(page, unknown_since)
+            except PageMoved as moved:
+                logger.info("the page moved under a step (%s); looking again", moved)
                 continue
-            elif state == "main":
-                self._was_main = True
-                await self._report(status.CONNECTED)
-                await self._serve(page)
-            else:
-                unknown_since = unknown_since or time.monotonic()
-                if time.monotonic() - unknown_since > UNKNOWN_PAGE_GRACE_S:
-                    raise PageChanged(selectors.MAIN)  # no variant of any page state matches
+            except NoSuchElementException as missing:
+                logger.info("%s went away; looking again", missing)
+                continue
+            unknown_since = None if state != "unknown" else (unknown_since or time.monotonic())
             await self._call(page.wait_for_change, WATCH_INTERVAL_S)
+
+    async def _step(self, page: WhatsAppPage, unknown_since: float | None) -> str:
+        """One look at the page and what it calls for; returns the page's state."""
+        state = await self._call(page.state)
+        if state == "loading":
+            await self._report(status.INITIALIZING, "Carregando o WhatsApp Web…")
+        elif state == "login":
+            await self._at_login(page)
+        elif state == "syncing":
+            await self._report(status.AUTHENTICATING, "Sincronizando as conversas…")
+        elif state == "offline":
+            await self._report(status.DISCONNECTED, "Sem conexão com o WhatsApp Web.")
+            await asyncio.sleep(5)
+            await self._call(page.open)
+        elif state == "main":
+            self._was_main = True
+            await self._report(status.CONNECTED)
+            await self._serve(page)
+        elif unknown_since and time.monotonic() - unknown_since > UNKNOWN_PAGE_GRACE_S:
+            raise PageChanged(selectors.MAIN)  # no variant of any page state matches
+        return state
 
     async def _at_login(self, page: WhatsAppPage) -> None:
         if self._was_main:
@@ -230,19 +249,29 @@ class WhatsAppBot:
         else:
             rows = await self._call(page.chats)
         for title, count in rows:
+            # A message that arrives in the open chat is read there and never shows as unread:
+            # answer the open chat before leaving it.
+            await self._answer_open_chat(page, unread=0)
+            await self._check_ticks(page)
             await self._call(page.open_chat, title)
             await self._answer_open_chat(page, unread=count)
         await self._answer_open_chat(page, unread=0)
+        await self._check_ticks(page)
         if time.monotonic() >= self._next_outbox:
             self._next_outbox = time.monotonic() + OUTBOX_INTERVAL_S
             await self._drain_outbox(page)
 
     async def _answer_open_chat(self, page: WhatsAppPage, *, unread: int) -> None:
+        """Answer the open chat's new messages, again and again until none came meanwhile."""
+        while await self._answer_new_messages(page, unread=unread):
+            unread = 0
+
+    async def _answer_new_messages(self, page: WhatsAppPage, *, unread: int) -> bool:
         if not await self._call(page.has_open_chat):
-            return
+            return False
         messages = await self._call(page.messages)
         if not messages:
-            return
+            return False
         jid = messages[-1].jid
         if jid not in self._known:
             self._known[jid] = await self._history(jid, messages, unread)
@@ -267,6 +296,7 @@ class WhatsAppBot:
             if replies:
                 await self._send_here(page, chat, coalesce(replies))
             await asyncio.to_thread(_remember_handled, jid, message.data_id)
+        return bool(new)
 
     async def _history(self, jid: str, messages: list[ChatMessage], unread: int) -> set[str]:
         """The messages of a chat first seen by this browser that are not new.
@@ -287,11 +317,30 @@ class WhatsAppBot:
         if wait > 0:
             await asyncio.sleep(wait)
         try:
-            data_id = await self._call(page.send_text, text)
+            # Not waiting for WhatsApp's tick here keeps other chats from waiting on it; the tick
+            # is checked on the next look at this chat (_check_ticks).
+            data_id = await self._call(lambda: page.send_text(text, confirm=False))
             self._known.setdefault(data_id.split("_", 2)[1], set()).add(data_id)
+            self._unconfirmed[data_id] = (chat, time.monotonic() + SEND_CONFIRM_S)
         except NotSent:
-            logger.error("a reply to %s was not confirmed by WhatsApp", chat)
+            logger.error("a reply to %s did not show in the chat", chat)
         self._last_sent[chat] = time.monotonic()
+
+    async def _check_ticks(self, page: WhatsAppPage) -> None:
+        """Forget replies WhatsApp confirmed; report those still pending after 30 s."""
+        if not self._unconfirmed:
+            return
+        ticks = await self._call(page.ticks, list(self._unconfirmed))
+        now = time.monotonic()
+        for data_id, (chat, deadline) in list(self._unconfirmed.items()):
+            tick = ticks.get(data_id)
+            if tick in ("sent", "delivered"):
+                del self._unconfirmed[data_id]
+            elif now > deadline and tick == "pending":
+                del self._unconfirmed[data_id]
+                logger.error("a reply to %s is still pending after 30 s: not sent", chat)
+            elif now > deadline + 300:  # never seen again in its chat: stop tracking it
+                del self._unconfirmed[data_id]
 
     async def _send_to(self, page: WhatsAppPage, chat: str, text: str) -> None:
         """A message nobody asked for (notification, a person's answer): paced for WhatsApp."""

@@ -111,6 +111,13 @@ class WhatsAppPage:
     def open(self) -> None:
         self.driver.get(self.url)
 
+    def alive(self) -> bool:
+        """Whether the browser still answers at all."""
+        try:
+            return self.driver.execute_script("return 1") == 1
+        except Exception:
+            return False
+
     # --- where the page is -----------------------------------------------------------------
 
     def _first(self, concern: s.Concern, root: WebElement | Chrome | None = None) -> WebElement:
@@ -180,13 +187,28 @@ class WhatsAppPage:
         return rows
 
     def open_chat(self, title: str) -> None:
-        for row in self.driver.find_elements(By.CSS_SELECTOR, s.ROW.any):
-            titles = row.find_elements(By.CSS_SELECTOR, s.ROW_TITLE.any)
-            if titles and titles[0].get_attribute("title") == title:
-                row.click()
-                self._wait_until(lambda: self._has(s.OPEN_CHAT), 10, s.OPEN_CHAT)
-                return
+        for _attempt in range(3):  # rows move as messages arrive: look again if one went stale
+            try:
+                for row in self.driver.find_elements(By.CSS_SELECTOR, s.ROW.any):
+                    titles = row.find_elements(By.CSS_SELECTOR, s.ROW_TITLE.any)
+                    if titles and titles[0].get_attribute("title") == title:
+                        row.click()
+                        # The header names the chat once it is this one (not the one before).
+                        try:
+                            self._wait_until(self._chat_is_open(title), 3, s.CHAT_NAME)
+                        except PageChanged:
+                            self._wait_until(lambda: self._has(s.OPEN_CHAT), 7, s.OPEN_CHAT)
+                        return
+            except StaleElementReferenceException:
+                continue
         raise NoSuchElementException(f"row {title!r}")
+
+    def _chat_is_open(self, title: str):
+        def check() -> bool:
+            names = self.driver.find_elements(By.CSS_SELECTOR, s.CHAT_NAME.any)
+            return bool(names) and names[0].text == title
+
+        return check
 
     def has_open_chat(self) -> bool:
         return self._has(s.OPEN_CHAT)
@@ -208,8 +230,12 @@ class WhatsAppPage:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def send_text(self, text: str) -> str:
-        """Type ``text`` in the open chat and send it; the new message's ``data-id``."""
+    def send_text(self, text: str, *, confirm: bool = True) -> str:
+        """Type ``text`` in the open chat and send it; the new message's ``data-id``.
+
+        With ``confirm``, waits for WhatsApp's tick (``NotSent`` after 30 s); without, returns
+        as soon as the message shows, pending, and the caller checks ``ticks`` later.
+        """
         before = {m.data_id for m in self.messages()}
         box = self._first(s.COMPOSE)
         lines = text.split("\n")
@@ -222,7 +248,39 @@ class WhatsAppPage:
                     Keys.SHIFT
                 ).perform()
         self._click_send()
-        return self._confirm_sent(before)
+        if confirm:
+            return self._confirm_sent(before)
+        return self._shown(before)
+
+    def _shown(self, before: set[str]) -> str:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            new = [m for m in self.messages() if not m.incoming and m.data_id not in before]
+            if new:
+                return new[-1].data_id
+            self.wait_for_change(0.5)
+        raise NotSent("the message did not show in the chat")
+
+    def ticks(self, data_ids: list[str]) -> dict[str, str]:
+        """The tick of each of ``data_ids`` shown in the open chat: "pending", "sent" or
+        "delivered" (absent: not in this chat)."""
+        return self.driver.execute_script(
+            """
+            const [ids, pending, sent, delivered] = arguments;
+            const out = {};
+            for (const id of ids) {
+              const el = document.querySelector(`[data-id="${CSS.escape(id)}"]`);
+              if (!el) continue;
+              out[id] = el.querySelector(delivered) ? 'delivered'
+                : el.querySelector(sent) ? 'sent' : el.querySelector(pending) ? 'pending' : 'sent';
+            }
+            return out;
+            """,
+            data_ids,
+            s.TICK_PENDING,
+            s.TICK_SENT,
+            s.TICK_DELIVERED,
+        )
 
     def _click_send(self) -> None:
         def button() -> WebElement | None:
