@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/api_products.py
 	$(PY) bench/ws_fanout.py
 	$(PY) bench/engine.py
+	$(PY) bench/whatsapp_latency.py
 
 ## make messages: refresh and compile the translation catalogs (needs gettext)
 messages: $(STAMP)

@@ -298,6 +298,9 @@ BOT_LANGUAGE = os.environ.get("BOT_LANGUAGE", LANGUAGE_CODE)
 # Chromium profile that keeps the login across restarts.
 WHATSAPP_WEB_URL = os.environ.get("WHATSAPP_WEB_URL", "https://web.whatsapp.com/")
 WHATSAPP_PROFILE_DIR = os.environ.get("WHATSAPP_PROFILE_DIR", str(VAR_DIR / "whatsapp-profile"))
+# How long a page matching no known state (loading, QR, chats) is waited on before the bot says
+# "WhatsApp mudou a página".
+WHATSAPP_UNKNOWN_PAGE_SECONDS = env_int("WHATSAPP_UNKNOWN_PAGE_SECONDS", 60)
 
 # Telegram (manage.py runbot telegram): the bot's token from @BotFather, and the Bot API's
 # address (a local stand-in in tests). The webhook mode needs this site's public https address and

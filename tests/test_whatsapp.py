@@ -239,6 +239,45 @@ def test_sigterm_closes_chromium_and_reports_403(shirt, tmp_path):
         assert status.get_states()["WhatsApp"].status == status.DISCONNECTED
 
 
+def test_a_page_that_matches_no_variant_is_reported_by_name(tmp_path):
+    """WhatsApp changed its markup: the dashboard says so, and the log names what is missing."""
+    import http.server
+    import threading
+
+    class Changed(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><html><body><div id='app'><main>Novo layout</main></div>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    page = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Changed)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    bot = RunbotProcess(
+        "whatsapp",
+        "--url",
+        f"http://127.0.0.1:{page.server_address[1]}/",
+        "--profile-dir",
+        str(tmp_path / "profile"),
+        WHATSAPP_UNKNOWN_PAGE_SECONDS="2",
+    )
+    try:
+        expected = "WhatsApp mudou a página: lista de conversas não encontrado."
+        deadline = time.monotonic() + 30
+        while status.get_states()["WhatsApp"].detail != expected:
+            assert time.monotonic() < deadline, status.get_states()["WhatsApp"]
+            time.sleep(0.1)
+        assert status.get_states()["WhatsApp"].status == status.DISCONNECTED
+        assert expected in bot.wait_for_log("WhatsApp mudou a página")
+    finally:
+        bot.stop()
+        page.shutdown()
+
+
 # --- translation, without a browser -------------------------------------------------------------
 
 

@@ -72,8 +72,16 @@ def chat_of(message: ChatMessage) -> str | None:
 
 
 class WhatsAppBot:
-    def __init__(self, *, url: str, profile_dir: Path, headed: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        profile_dir: Path,
+        headed: bool = False,
+        unknown_page_grace: float = UNKNOWN_PAGE_GRACE_S,
+    ) -> None:
         self.url = url
+        self.unknown_page_grace = unknown_page_grace
         self.profile_dir = profile_dir
         self.headed = headed
         self.gateway = ChatGateway(WHATSAPP)
@@ -210,7 +218,7 @@ class WhatsAppBot:
             self._was_main = True
             await self._report(status.CONNECTED)
             await self._serve(page)
-        elif unknown_since and time.monotonic() - unknown_since > UNKNOWN_PAGE_GRACE_S:
+        elif unknown_since and time.monotonic() - unknown_since > self.unknown_page_grace:
             raise PageChanged(selectors.MAIN)  # no variant of any page state matches
         return state
 

@@ -57,7 +57,13 @@ class Command(BaseCommand):
     async def _run_whatsapp(self, *, url: str, profile_dir: Path, headed: bool) -> None:
         from bots.adapters.whatsapp.bot import WhatsAppBot
 
-        await WhatsAppBot(url=url, profile_dir=profile_dir, headed=headed).run(_stop_on_signal())
+        bot = WhatsAppBot(
+            url=url,
+            profile_dir=profile_dir,
+            headed=headed,
+            unknown_page_grace=settings.WHATSAPP_UNKNOWN_PAGE_SECONDS,
+        )
+        await bot.run(_stop_on_signal())
 
     async def _run(self, *, webhook: bool) -> None:
         from bots.adapters.telegram import TelegramBot
