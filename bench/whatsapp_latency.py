@@ -180,6 +180,10 @@ def main() -> None:
 
 def write_doc_section(result: dict) -> None:
     begin, end = "<!-- whatsapp_latency:begin -->", "<!-- whatsapp_latency:end -->"
+    memory_note = f"(start {result['rss_mb_start']:.0f}, end {result['rss_mb_end']:.0f})"
+    missing = (
+        "no reply missing" if not result["errors"] else "missing: " + "; ".join(result["errors"])
+    )
     section = f"""{begin}
 ## WhatsApp latency: a message on the page to the bot's reply on the page
 
@@ -187,12 +191,10 @@ def write_doc_section(result: dict) -> None:
 |---|---:|---:|
 | p50 | **{result["p50_ms"]:.0f} ms** | <= 300 ms |
 | p99 | **{result["p99_ms"]:.0f} ms** | <= 1,500 ms |
-| memory, bot + Chromium (PSS) | **{result["rss_mb"]:.0f} MB** \\
-(start {result["rss_mb_start"]:.0f}, end {result["rss_mb_end"]:.0f}) | <= 400 MB |
+| memory, bot + Chromium (PSS) | **{result["rss_mb"]:.0f} MB** {memory_note} | <= 400 MB |
 
 - {result["messages"]} messages from {result["chats"]} chats at once (each chat's next message
-  1.5 s after the previous answer) in {result["seconds"]} s; \\
-{"no reply missing" if not result["errors"] else "missing: " + "; ".join(result["errors"])}.
+  1.5 s after the previous answer) in {result["seconds"]} s; {missing}.
 - `manage.py runbot whatsapp` in headless Chromium against the WhatsApp Web double
   (`tests/whatsapp_double`), the real engine, PostgreSQL (10,000 products) and Redis. Times are
   the double's: message stored → reply stored; they include the bot noticing the unread chat,
@@ -200,11 +202,11 @@ def write_doc_section(result: dict) -> None:
 - Machine: {result["machine"]}; {result["measured_at"]}.
 - Command: `{result["command"]}`.
 {end}"""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\\n"
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     if begin in text:
         text = re.sub(re.escape(begin) + r".*?" + re.escape(end), section, text, flags=re.S)
     else:
-        text = text.rstrip() + "\\n\\n" + section + "\\n"
+        text = text.rstrip() + "\n\n" + section + "\n"
     DOC.write_text(text)
 
 

@@ -26,9 +26,6 @@ FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--window-size=1280,900",
-    # Memory: one renderer process, the GPU work inside the browser process, no extensions.
-    "--renderer-process-limit=1",
-    "--in-process-gpu",
     "--disable-extensions",
     "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
 )
