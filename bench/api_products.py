@@ -34,10 +34,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from bench import report  # noqa: E402
 from marketplace.processes import stop_process  # noqa: E402
 
 RESULTS = BASE_DIR / "bench" / "results" / "api_products.json"
-DOC = BASE_DIR / "docs" / "benchmarks.md"
 API_PATH = "/api/products/?page_size=20"
 BARE_PATH = "/bench/bare-products/"
 BENCH_DB = "marketplace_bench"
@@ -195,12 +195,7 @@ def write_doc_section(result: dict) -> None:
 - Machine: {result["machine"]}; {result["measured_at"]}.
 - Command: `{result["command"]}`.
 {end}"""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if begin in text:
-        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
+    report.write_doc_section(begin, end, section)
 
 
 def main() -> None:

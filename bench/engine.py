@@ -26,7 +26,6 @@ import json
 import multiprocessing
 import os
 import random
-import re
 import subprocess
 import sys
 import time
@@ -38,10 +37,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from bench import report  # noqa: E402
 from bench.api_products import bench_database_url, ensure_database, machine  # noqa: E402
 
 RESULTS = BASE_DIR / "bench" / "results" / "engine.json"
-DOC = BASE_DIR / "docs" / "benchmarks.md"
 TARGETS = {"msgs_per_s_per_core": 1000, "p99_ms": 20, "search_p99_ms_100000": 50}
 
 # One cycle of a customer's chat: 18 messages over every flow, ending in a placed order.
@@ -322,12 +321,7 @@ def write_doc_section(result: dict) -> None:
 - Machine: {result["machine"]}; {result["measured_at"]}.
 - Command: `{result["command"]}`.
 {end}"""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if begin in text:
-        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
+    report.write_doc_section(begin, end, section)
 
 
 def main() -> None:

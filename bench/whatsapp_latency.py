@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,11 +32,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from bench import report  # noqa: E402
 from bench.api_products import bench_database_url, ensure_database, machine  # noqa: E402
 from bench.engine import percentile, seed_catalog  # noqa: E402
 
 RESULTS = BASE_DIR / "bench" / "results" / "whatsapp_latency.json"
-DOC = BASE_DIR / "docs" / "benchmarks.md"
 # What a customer writes, in turn: each message gets exactly one reply from the bot.
 SCRIPT = ["oi", "1", "1", "voltar", "2", "camisa azl", "1", "menu", "5", "menu"]
 
@@ -202,12 +201,7 @@ def write_doc_section(result: dict) -> None:
 - Machine: {result["machine"]}; {result["measured_at"]}.
 - Command: `{result["command"]}`.
 {end}"""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if begin in text:
-        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
+    report.write_doc_section(begin, end, section)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,29 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def fresh_chats(redis_url) -> Iterator[None]:
+    """No chat state, service status or bot bookkeeping left in Redis by an earlier test (the
+    test database starts empty; this keeps Redis in step with it)."""
+    import redis
+
+    from realtime.status import KEY_PREFIX
+    from tests.bots_support import forget_all_chats
+
+    client = redis.Redis.from_url(redis_url)
+
+    def forget() -> None:
+        forget_all_chats()
+        patterns = (f"{KEY_PREFIX}*", "marketplace:telegram:*", "marketplace:whatsapp:*")
+        keys = [key for pattern in patterns for key in client.keys(pattern)]
+        if keys:
+            client.delete(*keys)
+
+    forget()
+    yield
+    forget()
+
+
+@pytest.fixture
 def category(db) -> Category:
     return Category.objects.create(name="Roupas", slug="roupas")
 

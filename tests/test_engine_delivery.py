@@ -29,16 +29,13 @@ from shop.models import (
     OrderStatus,
     Product,
 )
-from tests.bots_support import Chat, forget_all_chats
+from tests.bots_support import Chat
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_chats(redis_url):
-    forget_all_chats()
-    yield
-    forget_all_chats()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_chats"),
+]
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import pytest
 from bots.chat import TELEGRAM, WEB
 from shop import services
 from shop.models import Cart, CartItem, Category, Customer, Order, OrderStatus, Product
-from tests.bots_support import Chat, forget_all_chats
+from tests.bots_support import Chat
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_chats")]
 
 MENU_BUTTONS = (
     "1. Catálogo 🛍️",
@@ -25,13 +25,6 @@ MENU_BUTTONS = (
     "5. Meus pedidos 📦",
     "6. Falar com atendente 💬",
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_chats(redis_url):
-    forget_all_chats()
-    yield
-    forget_all_chats()
 
 
 @pytest.fixture

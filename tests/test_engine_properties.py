@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from bots.chat import WHATSAPP
 from shop import services
 from shop.models import CartItem, Category, Customer, Order, Product
-from tests.bots_support import Chat, forget_all_chats
+from tests.bots_support import Chat
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_chats")]
 
 EXAMPLES_PER_STEP = 150
 
@@ -69,13 +69,6 @@ HYPOTHESIS = settings(
         HealthCheck.data_too_large,
     ],
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_chats(redis_url):
-    forget_all_chats()
-    yield
-    forget_all_chats()
 
 
 @pytest.fixture

@@ -14,17 +14,13 @@ from django.test import Client
 
 from shop import services
 from shop.models import Category, CustomerNotification, Order, OrderStatus, Product
-from tests.bots_support import forget_all_chats
 from tests.test_realtime_consumer import connect, joined, next_event, send
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def fresh_chats(redis_url):
-    forget_all_chats()
-    yield
-    forget_all_chats()
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_chats"),
+]
 
 
 @pytest.fixture

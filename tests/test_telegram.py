@@ -13,7 +13,6 @@ import time
 from decimal import Decimal
 
 import pytest
-import redis
 from django.test import Client
 
 from bots.adapters.telegram import (
@@ -28,25 +27,16 @@ from bots.chat import Reply
 from realtime import status
 from shop.models import Category, CustomerNotification, Order, OrderStatus, Product
 from shop.services import set_order_status
-from tests.bots_support import forget_all_chats
 from tests.live import RunbotProcess
 from tests.telegram_standin import TelegramStandIn
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_chats"),
+]
 
 TOKEN = "123456:TEST-TOKEN"
-
-
-@pytest.fixture(autouse=True)
-def clean_redis(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    for pattern in (f"{status.KEY_PREFIX}*", "marketplace:telegram:*"):
-        keys = client.keys(pattern)
-        if keys:
-            client.delete(*keys)
-    forget_all_chats()
-    yield
-    forget_all_chats()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import time
 from decimal import Decimal
 
 import pytest
-import redis
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -20,24 +19,16 @@ from bots.adapters.whatsapp.page import ChatMessage
 from bots.chat import Reply
 from realtime import status
 from shop.models import Category, Order, Product
-from tests.bots_support import forget_all_chats
 from tests.live import DashboardWatcher, RunbotProcess, Server
 from tests.whatsapp_double import WhatsAppDouble
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_chats"),
+]
 
 PHONE = "+5511912345678"
-
-
-@pytest.fixture(autouse=True)
-def clean_redis(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    keys = client.keys(f"{status.KEY_PREFIX}*") + client.keys("marketplace:whatsapp:*")
-    if keys:
-        client.delete(*keys)
-    forget_all_chats()
-    yield
-    forget_all_chats()
 
 
 @pytest.fixture

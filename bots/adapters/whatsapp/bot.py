@@ -192,12 +192,9 @@ class WhatsAppBot:
         while True:
             try:
                 state = await self._step(page, unknown_since)
-            except PageMoved as moved:
+            except (PageMoved, NoSuchElementException) as moved:
                 logger.info("the page moved under a step (%s); looking again", moved)
-                continue
-            except NoSuchElementException as missing:
-                logger.info("%s went away; looking again", missing)
-                continue
+                state = "moved"
             unknown_since = None if state != "unknown" else (unknown_since or time.monotonic())
             await self._call(page.wait_for_change, WATCH_INTERVAL_S)
 

@@ -14,7 +14,6 @@ from urllib.parse import quote
 from selenium.common.exceptions import (
     JavascriptException,
     NoSuchElementException,
-    StaleElementReferenceException,
     TimeoutException,
 )
 from selenium.webdriver import Chrome
@@ -94,17 +93,94 @@ observer.observe(document.body || document.documentElement,
   {childList: true, subtree: true, attributes: true, characterData: true});
 """
 
-# The whole message in one round trip: each line typed with the editor's own insertText (which,
-# unlike ChromeDriver's send_keys, takes emoji outside the BMP), and between lines the command a
-# Shift+Enter runs, insertLineBreak: a line break inside the message, not a send.
-_INSERT_TEXT = """
-const [box, lines] = arguments;
+
+_STATE = """
+const [mainSel, qrSel, syncingText, loadingSel] = arguments;
+if (location.href.startsWith('chrome-error://')) return 'offline';  // Chromium's "no internet"
+if (document.querySelector(mainSel)) return 'main';
+if (document.querySelector(qrSel)) return 'login';
+if (document.body && document.body.innerText.includes(syncingText)) return 'syncing';
+if (document.querySelector(loadingSel)) return 'loading';
+return 'unknown';
+"""
+
+_CHATS = """
+const [mainSel, rowSel, titleSel, unreadSel, limit] = arguments;
+if (!document.querySelector(mainSel)) return null;
+return Array.from(document.querySelectorAll(rowSel)).slice(0, limit).map((row) => {
+  const title = row.querySelector(titleSel);
+  const unread = row.querySelector(unreadSel);
+  return [title ? title.getAttribute('title') : null, unread ? (unread.textContent || '1') : ''];
+});
+"""
+
+# Clicks where a person would: on the element at the middle of ``el`` (the innermost one, so the
+# page's handlers see the click wherever they listen), then waits with a MutationObserver.
+_CLICK_AND_WAIT = """
+function clickMiddle(el) {
+  el.scrollIntoView({block: 'nearest'});
+  const box = el.getBoundingClientRect();
+  const target = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  const at = target && el.contains(target) ? target : el;
+  for (const type of ['mousedown', 'mouseup', 'click']) {
+    at.dispatchEvent(new MouseEvent(type, {bubbles: true, cancelable: true, view: window}));
+  }
+}
+function waitFor(check, timeout, done) {
+  const found = check();
+  if (found !== undefined) { done(found); return; }
+  const observer = new MutationObserver(() => {
+    const value = check();
+    if (value !== undefined) { observer.disconnect(); clearTimeout(timer); done(value); }
+  });
+  const timer = setTimeout(() => { observer.disconnect(); done(check() ?? null); }, timeout);
+  observer.observe(document.body, {childList: true, subtree: true, attributes: true,
+                                   characterData: true});
+}
+"""
+
+_OPEN_CHAT = (
+    _CLICK_AND_WAIT
+    + """
+const [rowSel, titleSel, nameSel, openSel, title, timeout, done] = arguments;
+const row = Array.from(document.querySelectorAll(rowSel)).find((r) => {
+  const t = r.querySelector(titleSel);
+  return t && t.getAttribute('title') === title;
+});
+if (!row) { done('no row'); return; }
+clickMiddle(row);
+waitFor(() => {
+  const name = document.querySelector(nameSel);
+  return name && name.textContent === title ? 'open' : undefined;
+}, timeout, (value) => done(value || (document.querySelector(openSel) ? 'open' : 'closed')));
+"""
+)
+
+_SEND = (
+    _CLICK_AND_WAIT
+    + """
+const [boxSel, sendSel, messageSel, lines, timeout, done] = arguments;
+const box = document.querySelector(boxSel);
+if (!box) { done(null); return; }
+const before = new Set(Array.from(document.querySelectorAll(messageSel),
+                                  (m) => m.getAttribute('data-id')));
 box.focus();
 lines.forEach((line, index) => {
   if (index > 0) document.execCommand('insertLineBreak');
   if (line) document.execCommand('insertText', false, line);
 });
+waitFor(() => document.querySelector(sendSel) || undefined, timeout, (button) => {
+  if (!button) { done(null); return; }
+  clickMiddle(button.closest('button, [role="button"]') || button);
+  waitFor(() => {
+    const sent = Array.from(document.querySelectorAll(messageSel)).map(
+      (m) => m.getAttribute('data-id')).filter((id) => id && id.startsWith('true_') &&
+      !before.has(id));
+    return sent.length ? sent[sent.length - 1] : undefined;
+  }, timeout, (id) => done(id || ''));
+});
 """
+)
 
 
 class WhatsAppPage:
@@ -136,19 +212,10 @@ class WhatsAppPage:
         return bool(self.driver.find_elements(By.CSS_SELECTOR, concern.any))
 
     def state(self) -> str:
-        """ "main", "login", "syncing", "loading", "offline" or "unknown"."""
-        if self.driver.current_url.startswith("chrome-error://"):
-            return "offline"  # Chromium's own "no internet" page
-        if self._has(s.MAIN):
-            return "main"
-        if self._has(s.QR_HOLDER):
-            return "login"
-        body = self.driver.execute_script("return document.body ? document.body.innerText : ''")
-        if s.SYNCING_TEXT in (body or ""):
-            return "syncing"
-        if self._has(s.LOADING):
-            return "loading"
-        return "unknown"
+        """ "main", "login", "syncing", "loading", "offline" or "unknown" (one round trip)."""
+        return self.driver.execute_script(
+            _STATE, s.MAIN.any, s.QR_HOLDER.any, s.SYNCING_TEXT, s.LOADING.any
+        )
 
     def wait_for_change(self, timeout_s: float) -> bool:
         try:
@@ -172,47 +239,27 @@ class WhatsAppPage:
 
     def chats(self, *, unread_only: bool = True, limit: int = 50) -> list[tuple[str, int]]:
         """(title, unread count) of the chat list's rows, top first (with unread only, by
-        default)."""
-        if not self._has(s.MAIN):
+        default); one round trip."""
+        rows = self.driver.execute_script(
+            _CHATS, s.MAIN.any, s.ROW.any, s.ROW_TITLE.any, s.UNREAD.any, limit
+        )
+        if rows is None:
             raise PageChanged(s.MAIN)
-        rows = []
-        for row in self.driver.find_elements(By.CSS_SELECTOR, s.ROW.any)[:limit]:
-            try:
-                marks = row.find_elements(By.CSS_SELECTOR, s.UNREAD.any)
-                if unread_only and not marks:
-                    continue
-                title = self._first(s.ROW_TITLE, row).get_attribute("title")
-                count = (
-                    int("".join(ch for ch in marks[0].text if ch.isdigit()) or 1) if marks else 0
-                )
-                rows.append((title, count))
-            except (StaleElementReferenceException, NoSuchElementException):
-                continue
-        return rows
+        return [
+            (title, int("".join(ch for ch in unread if ch.isdigit()) or 1) if unread else 0)
+            for title, unread in rows
+            if title and (unread or not unread_only)
+        ]
 
     def open_chat(self, title: str) -> None:
-        for _attempt in range(3):  # rows move as messages arrive: look again if one went stale
-            try:
-                for row in self.driver.find_elements(By.CSS_SELECTOR, s.ROW.any):
-                    titles = row.find_elements(By.CSS_SELECTOR, s.ROW_TITLE.any)
-                    if titles and titles[0].get_attribute("title") == title:
-                        row.click()
-                        # The header names the chat once it is this one (not the one before).
-                        try:
-                            self._wait_until(self._chat_is_open(title), 3, s.CHAT_NAME)
-                        except PageChanged:
-                            self._wait_until(lambda: self._has(s.OPEN_CHAT), 7, s.OPEN_CHAT)
-                        return
-            except StaleElementReferenceException:
-                continue
-        raise NoSuchElementException(f"row {title!r}")
-
-    def _chat_is_open(self, title: str):
-        def check() -> bool:
-            names = self.driver.find_elements(By.CSS_SELECTOR, s.CHAT_NAME.any)
-            return bool(names) and names[0].text == title
-
-        return check
+        """Click the row titled ``title`` and wait until the chat header names it."""
+        opened = self.driver.execute_async_script(
+            _OPEN_CHAT, s.ROW.any, s.ROW_TITLE.any, s.CHAT_NAME.any, s.OPEN_CHAT.any, title, 10_000
+        )
+        if opened == "no row":
+            raise NoSuchElementException(f"row {title!r}")
+        if opened != "open":
+            raise PageChanged(s.OPEN_CHAT)
 
     def has_open_chat(self) -> bool:
         return self._has(s.OPEN_CHAT)
@@ -237,25 +284,20 @@ class WhatsAppPage:
     def send_text(self, text: str, *, confirm: bool = True) -> str:
         """Type ``text`` in the open chat and send it; the new message's ``data-id``.
 
-        With ``confirm``, waits for WhatsApp's tick (``NotSent`` after 30 s); without, returns
-        as soon as the message shows, pending, and the caller checks ``ticks`` later.
+        One round trip types it (``insertText`` per line, which takes emoji outside the BMP, and
+        ``insertLineBreak`` between lines, what Shift+Enter does), clicks Send and waits for the
+        message to show. With ``confirm``, then waits for WhatsApp's tick (``NotSent`` after
+        30 s); without, the caller checks ``ticks`` later.
         """
-        before = {m.data_id for m in self.messages()}
-        box = self._first(s.COMPOSE)
-        self.driver.execute_script(_INSERT_TEXT, box, text.split("\n"))
-        self._click_send()
+        before = {m.data_id for m in self.messages()} if confirm else set()
+        data_id = self.driver.execute_async_script(
+            _SEND, s.COMPOSE.any, s.SEND.any, s.MESSAGE.any, text.split("\n"), 10_000
+        )
+        if not data_id:
+            raise PageChanged(s.SEND) if data_id is None else NotSent("the message did not show")
         if confirm:
             return self._confirm_sent(before)
-        return self._shown(before)
-
-    def _shown(self, before: set[str]) -> str:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            new = [m for m in self.messages() if not m.incoming and m.data_id not in before]
-            if new:
-                return new[-1].data_id
-            self.wait_for_change(0.5)
-        raise NotSent("the message did not show in the chat")
+        return data_id
 
     def ticks(self, data_ids: list[str]) -> dict[str, str]:
         """The tick of each of ``data_ids`` shown in the open chat: "pending", "sent" or
