@@ -140,6 +140,24 @@ def seed_catalog(count: int) -> None:
         cursor.execute("VACUUM ANALYZE")
 
 
+def use_bench_environment() -> None:
+    """Production settings on the bench's own PostgreSQL database and Redis database 6, in this
+    process's environment (children inherit it), the schema migrated."""
+    database_url = bench_database_url()
+    ensure_database(database_url)
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="bench.bench_settings",
+        DATABASE_URL=database_url,
+        DEBUG="False",
+        SECRET_KEY="bench-only-" + "k" * 50,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6"),
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(BASE_DIR),
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, check=True)
+
+
 def measure_search(size: int, *, repeats: int) -> dict[str, float]:
     from shop.selectors import search_products
 
@@ -335,21 +353,7 @@ def main() -> None:
     parser.add_argument("--checkout-every", type=int, default=CHECKOUT_EVERY)
     args = parser.parse_args()
 
-    database_url = bench_database_url()
-    ensure_database(database_url)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
-        "DATABASE_URL": database_url,
-        "DEBUG": "False",
-        "SECRET_KEY": "bench-only-" + "k" * 50,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6"),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(BASE_DIR),
-    }
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=os.environ,
-                   check=True)  # fmt: skip
+    use_bench_environment()
     import django
 
     django.setup()

@@ -33,8 +33,8 @@ if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
 from bench import report  # noqa: E402
-from bench.api_products import bench_database_url, ensure_database, machine  # noqa: E402
-from bench.engine import percentile, seed_catalog  # noqa: E402
+from bench.api_products import machine  # noqa: E402
+from bench.engine import percentile, seed_catalog, use_bench_environment  # noqa: E402
 
 RESULTS = BASE_DIR / "bench" / "results" / "whatsapp_latency.json"
 # What a customer writes, in turn: each message gets exactly one reply from the bot.
@@ -80,20 +80,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10)
     args = parser.parse_args()
 
-    database_url = bench_database_url()
-    ensure_database(database_url)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
-        "DATABASE_URL": database_url,
-        "DEBUG": "False",
-        "SECRET_KEY": "bench-only-" + "k" * 50,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6"),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(BASE_DIR),
-    }
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, check=True)
+    use_bench_environment()
     import django
 
     django.setup()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field, replace
 
-# The services that carry chats: the two real ones and the dashboard's simulator.
+# The services that carry chats: the two real ones and the dashboard's simulator, and the
+# order channel (shop.models.Channel) of each.
 WHATSAPP, TELEGRAM, WEB = "WhatsApp", "Telegram", "Web"
-CHAT_SERVICES = (WHATSAPP, TELEGRAM, WEB)
+SERVICE_CHANNELS = {WHATSAPP: "whatsapp", TELEGRAM: "telegram", WEB: "web"}
+CHAT_SERVICES = tuple(SERVICE_CHANNELS)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,14 @@ from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
-from bots.chat import TELEGRAM, WEB, WHATSAPP, IncomingMessage, Outcome, Reply
+from bots.chat import (
+    SERVICE_CHANNELS,
+    TELEGRAM,
+    WHATSAPP,
+    IncomingMessage,
+    Outcome,
+    Reply,
+)
 from bots.state import ChatStore
 from shop import selectors, services
 from shop.errors import InsufficientStock, InvalidOrder, ProductUnavailable
@@ -97,9 +104,6 @@ KEYCAPS = {f"{d}\ufe0f\u20e3": str(d) for d in range(10)} | {
     f"{d}\u20e3": str(d) for d in range(10)
 }
 LEADING_NUMBER = re.compile(r"^\s*(\d{1,6})(?!\d)(?:\s*[.)\-:º°]?)(?:\s|$)")
-
-# The order channel for each chat service.
-SERVICE_CHANNELS = {WHATSAPP: "whatsapp", TELEGRAM: "telegram", WEB: "web"}
 
 
 def money(value: Decimal) -> str:
@@ -168,9 +172,6 @@ class Engine:
                 release=lock,
             )
             return outcome
-
-    def handoff_active(self, *, service: str, chat: str) -> bool:
-        return bool((self.store.load(service, chat) or {}).get("handoff"))
 
     def set_handoff(self, *, service: str, chat: str, active: bool) -> None:
         """A person takes the chat (``True``: the bot stays quiet) or gives it back."""

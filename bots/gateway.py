@@ -20,8 +20,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
-from bots.chat import IncomingMessage, Reply
-from bots.engine import SERVICE_CHANNELS, Engine
+from bots.chat import SERVICE_CHANNELS, IncomingMessage, Reply
+from bots.engine import Engine
 from bots.notifications import notification_chat, notification_text
 from bots.state import ChatBusy
 from realtime.groups import CONVERSATIONS_GROUP, room_event

@@ -12,6 +12,7 @@ from typing import Any
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
+from bots.chat import SERVICE_CHANNELS
 from realtime.groups import ORDERS_GROUP, bot_group, room_event
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-# The service a bot of each order channel reports as (realtime.status), "Web" for the simulator.
-CHANNEL_SERVICES = {"whatsapp": "WhatsApp", "telegram": "Telegram", "web": "Web"}
+# The bot of each order channel: the chat service it runs as ("Web" for the simulator).
+CHANNEL_SERVICES = {channel: service for service, channel in SERVICE_CHANNELS.items()}
 DRAIN_OUTBOX = "drain_outbox"
 
 

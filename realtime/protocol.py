@@ -13,6 +13,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from bots.chat import CHAT_SERVICES  # chats of the simulator ("Web") too: no bot process
 from realtime.groups import CONVERSATIONS_ROOM, ROOMS, SERVICES_ROOM, SIMULATOR_ROOM
 from realtime.status import SERVICES
 
@@ -61,10 +62,6 @@ class _JoinRoom(serializers.Serializer):
 
 class _Service(serializers.Serializer):
     service = serializers.ChoiceField(choices=SERVICES)
-
-
-# Chats are also held by the dashboard's own simulator ("Web"), which has no bot process.
-CHAT_SERVICES = (*SERVICES, "Web")
 
 
 class _Chat(serializers.Serializer):

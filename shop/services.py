@@ -189,8 +189,9 @@ def add_to_cart(*, customer: Customer, product_id: int, quantity: int = 1) -> in
         return row[0]
     if not Product.objects.filter(pk=product_id, is_active=True).exists():
         raise ProductUnavailable([product_id])
-    _check_quantity(MAX_QUANTITY_PER_LINE + 1)  # refuses, with the limit in words
-    raise AssertionError("unreachable")
+    raise InvalidOrder(  # the line would go over the limit
+        _("The quantity must be between 1 and %(max)d.") % {"max": MAX_QUANTITY_PER_LINE}
+    )
 
 
 def _touched_cart_id(customer: Customer) -> int:

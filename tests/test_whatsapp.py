@@ -57,6 +57,15 @@ def start_bot(double: WhatsAppDouble, profile) -> RunbotProcess:
     return RunbotProcess("whatsapp", "--url", double.url, "--profile-dir", str(profile))
 
 
+def start_linked_bot(double: WhatsAppDouble, profile) -> RunbotProcess:
+    """A bot whose QR the phone has scanned: at 200, in the chat list."""
+    bot = start_bot(double, profile)
+    wait_for_status(status.AUTHENTICATING)
+    double.scan()
+    wait_for_status(status.CONNECTED)
+    return bot
+
+
 def wait_for_status(code: int, timeout: float = 60) -> status.ServiceState:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,11 +141,8 @@ def test_login_by_qr_then_a_whole_order_by_chat_and_the_admins_status_change(
 def test_a_restart_with_the_same_profile_needs_no_qr_and_answers_nothing_twice(shirt, tmp_path):
     profile = tmp_path / "profile"
     with WhatsAppDouble() as double:
-        bot = start_bot(double, profile)
+        bot = start_linked_bot(double, profile)
         try:
-            wait_for_status(status.AUTHENTICATING)
-            double.scan()
-            wait_for_status(status.CONNECTED)
             say(double, "oi", "Boas-vindas")
             say(double, "1", "escolha uma categoria")
         finally:
@@ -157,11 +163,8 @@ def test_a_restart_with_the_same_profile_needs_no_qr_and_answers_nothing_twice(s
 
 def test_emoji_outside_the_bmp_and_line_breaks_arrive_as_the_engine_wrote_them(shirt, tmp_path):
     with WhatsAppDouble() as double:
-        bot = start_bot(double, tmp_path / "profile")
+        bot = start_linked_bot(double, tmp_path / "profile")
         try:
-            wait_for_status(status.AUTHENTICATING)
-            double.scan()
-            wait_for_status(status.CONNECTED)
             welcome = say(double, "oi 🛒", "Boas-vindas")
             assert welcome["text"] == (
                 "Olá, Maria! 👋 Boas-vindas à *Marketplace Bot*.\n\n"
@@ -187,11 +190,8 @@ def test_killing_chromium_reads_403_within_5_s_and_the_bot_comes_back_on_its_own
     import psutil
 
     with WhatsAppDouble() as double:
-        bot = start_bot(double, tmp_path / "profile")
+        bot = start_linked_bot(double, tmp_path / "profile")
         try:
-            wait_for_status(status.AUTHENTICATING)
-            double.scan()
-            wait_for_status(status.CONNECTED)
             say(double, "oi", "Boas-vindas")
             # Chromium writes Local Storage to the profile a few seconds after a change: one
             # killed within that window loses the fresh login (so would WhatsApp's).
