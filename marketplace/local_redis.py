@@ -58,7 +58,11 @@ def start_private_redis(url: str, *, wait_seconds: float = 10.0) -> subprocess.P
     ]  # fmt: skip
     # A file, not a pipe: a pipe nobody reads would block the server once full.
     log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server process
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    # In a session of its own: Ctrl+C in the terminal must not stop it before the bots that
+    # report to it; whoever started it stops it last.
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if redis_answers(url, timeout=0.2):

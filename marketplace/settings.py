@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "import_export",
+    "axes",
     "marketplace",
     "shop",
     "realtime",
@@ -106,6 +107,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login (admin or API) into a 429.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -331,6 +340,21 @@ if not DEBUG:
     if env_bool("USE_X_FORWARDED_PROTO", False):
         # Behind a TLS-terminating proxy that sets this header (and strips it from clients).
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Brute force (django-axes) -----------------------------------------------------------------
+# Every login through authenticate(): the admin's form and the API's token endpoint. After
+# LOGIN_FAILURE_LIMIT failures from one address, or for one username from anywhere, further tries
+# get a 429 for LOGIN_LOCKOUT_MINUTES. The cool-off is not extended by tries made during it, so
+# an attacker who keeps going cannot keep the real user out; a success clears the count. Behind a
+# proxy, run daphne with --proxy-headers so REMOTE_ADDR is the client's address.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "marketplace.lockout.lockout_response"
+AXES_VERBOSE = False
 
 # --- Logging -----------------------------------------------------------------------------------
 LOGGING = {

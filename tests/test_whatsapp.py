@@ -6,6 +6,7 @@ dashboard's websocket. The main flows run against every selector variant of the 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from decimal import Decimal
@@ -37,6 +38,12 @@ def shirt(db) -> Product:
     return Product.objects.create(
         category=category, sku="CAM-AZ", name="Camisa Azul", price=Decimal("59.90"), stock=5
     )
+
+
+@pytest.fixture(params=[0, 1, 2], ids=lambda variant: f"variant{variant}")
+def variant(request) -> int:
+    """Every test that drives the double runs against each selector variant it serves."""
+    return request.param
 
 
 @pytest.fixture
@@ -76,6 +83,18 @@ def wait_for_status(code: int, timeout: float = 60) -> status.ServiceState:
     raise AssertionError(f"WhatsApp never read {code}: {status.get_states()['WhatsApp']}")
 
 
+def wait_until_saved(profile, key: bytes, timeout: float = 20) -> None:
+    """Until Chromium has written ``key`` of the page's Local Storage into ``profile``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for file in (profile / "Default" / "Local Storage").rglob("*"):
+            with contextlib.suppress(OSError):
+                if file.is_file() and key in file.read_bytes():
+                    return
+        time.sleep(0.2)
+    raise AssertionError(f"Chromium never saved {key!r} in {profile}")
+
+
 def say(double: WhatsAppDouble, text: str, expect: str, phone: str = PHONE) -> dict:
     """The customer writes ``text``; the bot's first new message holding ``expect``."""
     before = len(double.sent(phone))
@@ -89,7 +108,6 @@ def say(double: WhatsAppDouble, text: str, expect: str, phone: str = PHONE) -> d
     raise AssertionError(f"after {text!r} no reply with {expect!r}: {double.sent(phone)[before:]}")
 
 
-@pytest.mark.parametrize("variant", [0, 1, 2])
 def test_login_by_qr_then_a_whole_order_by_chat_and_the_admins_status_change(
     variant, shirt, watcher, staff_user, tmp_path
 ):
@@ -138,9 +156,11 @@ def test_login_by_qr_then_a_whole_order_by_chat_and_the_admins_status_change(
         wait_for_status(status.DISCONNECTED, timeout=15)
 
 
-def test_a_restart_with_the_same_profile_needs_no_qr_and_answers_nothing_twice(shirt, tmp_path):
+def test_a_restart_with_the_same_profile_needs_no_qr_and_answers_nothing_twice(
+    variant, shirt, tmp_path
+):
     profile = tmp_path / "profile"
-    with WhatsAppDouble() as double:
+    with WhatsAppDouble(variant=variant) as double:
         bot = start_linked_bot(double, profile)
         try:
             say(double, "oi", "Boas-vindas")
@@ -161,8 +181,10 @@ def test_a_restart_with_the_same_profile_needs_no_qr_and_answers_nothing_twice(s
             again.stop()
 
 
-def test_emoji_outside_the_bmp_and_line_breaks_arrive_as_the_engine_wrote_them(shirt, tmp_path):
-    with WhatsAppDouble() as double:
+def test_emoji_outside_the_bmp_and_line_breaks_arrive_as_the_engine_wrote_them(
+    variant, shirt, tmp_path
+):
+    with WhatsAppDouble(variant=variant) as double:
         bot = start_linked_bot(double, tmp_path / "profile")
         try:
             welcome = say(double, "oi 🛒", "Boas-vindas")
@@ -186,16 +208,18 @@ def test_emoji_outside_the_bmp_and_line_breaks_arrive_as_the_engine_wrote_them(s
             bot.stop()
 
 
-def test_killing_chromium_reads_403_within_5_s_and_the_bot_comes_back_on_its_own(shirt, tmp_path):
+def test_killing_chromium_reads_403_within_5_s_and_the_bot_comes_back_on_its_own(
+    variant, shirt, tmp_path
+):
     import psutil
 
-    with WhatsAppDouble() as double:
+    with WhatsAppDouble(variant=variant) as double:
         bot = start_linked_bot(double, tmp_path / "profile")
         try:
             say(double, "oi", "Boas-vindas")
             # Chromium writes Local Storage to the profile a few seconds after a change: one
-            # killed within that window loses the fresh login (so would WhatsApp's).
-            time.sleep(8)
+            # killed before that loses the fresh login (so would WhatsApp's).
+            wait_until_saved(tmp_path / "profile", b"wa-double-session")
             browsers = [
                 child
                 for child in psutil.Process(bot.process.pid).children(recursive=True)
@@ -214,10 +238,10 @@ def test_killing_chromium_reads_403_within_5_s_and_the_bot_comes_back_on_its_own
             bot.stop()
 
 
-def test_sigterm_closes_chromium_and_reports_403(shirt, tmp_path):
+def test_sigterm_closes_chromium_and_reports_403(variant, shirt, tmp_path):
     import psutil
 
-    with WhatsAppDouble() as double:
+    with WhatsAppDouble(variant=variant) as double:
         bot = start_bot(double, tmp_path / "profile")
         wait_for_status(status.AUTHENTICATING)
         children = psutil.Process(bot.process.pid).children(recursive=True)

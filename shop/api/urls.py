@@ -1,8 +1,14 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+from rest_framework_simplejwt.views import TokenRefreshView
 
-from shop.api.views import CategoryViewSet, OrderViewSet, ProductViewSet, RegisterView
+from shop.api.views import (
+    CategoryViewSet,
+    OrderViewSet,
+    ProductViewSet,
+    RegisterView,
+    TokenObtainView,
+)
 
 router = DefaultRouter()
 router.register("categories", CategoryViewSet, basename="category")
@@ -11,7 +17,7 @@ router.register("orders", OrderViewSet, basename="order")
 
 urlpatterns = [
     path("auth/register/", RegisterView.as_view(), name="auth-register"),
-    path("auth/token/", TokenObtainPairView.as_view(), name="auth-token"),
+    path("auth/token/", TokenObtainView.as_view(), name="auth-token"),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="auth-token-refresh"),
     path("", include(router.urls)),
 ]

@@ -5,14 +5,18 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView
 
+from marketplace.lockout import LOCKED_OUT_CODE, cool_off_seconds, lockout_message
 from shop import selectors, services
 from shop.api.serializers import (
     CategorySerializer,
@@ -52,6 +56,38 @@ class RegisterView(APIView):
             }
         ).data
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class LockedOutSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+class TokenObtainView(TokenObtainPairView):
+    """simplejwt's token pair behind django-axes: too many failures from one address or for one
+    username get a 429 for the cool-off. (Axes flags the DRF request, which its middleware never
+    sees, so the lockout is turned into an answer here.)"""
+
+    @extend_schema(
+        request=TokenObtainPairSerializer,
+        responses={
+            200: TokenObtainPairSerializer,
+            401: OpenApiResponse(description="Wrong username or password"),
+            429: OpenApiResponse(LockedOutSerializer, description="Too many failed logins"),
+        },
+        summary="Log in: a token pair for a username and password",
+    )
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except AuthenticationFailed:
+            if not getattr(request, "axes_locked_out", False):
+                raise
+        return Response(
+            {"detail": lockout_message(), "code": LOCKED_OUT_CODE},
+            status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(cool_off_seconds())},
+        )
 
 
 class CategoryViewSet(viewsets.ReadOnlyModelViewSet):

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from selenium.common.exceptions import NoSuchElementException, WebDriverException
+from urllib3.exceptions import HTTPError as ChromeDriverUnreachable
 
 from bots.adapters.whatsapp import selectors
-from bots.adapters.whatsapp.browser import start_chromium
+from bots.adapters.whatsapp.browser import kill_leftovers, start_chromium
 from bots.adapters.whatsapp.page import ChatMessage, NotSent, PageChanged, WhatsAppPage
 from bots.chat import WHATSAPP, IncomingMessage, Reply
 from bots.gateway import ChatGateway
@@ -128,6 +129,10 @@ class WhatsAppBot:
             return await loop.run_in_executor(self._thread, function, *args)
         except (PageChanged, NoSuchElementException):
             raise
+        except (ChromeDriverUnreachable, OSError) as failure:
+            # ChromeDriver gone, or a call past its timeout: the browser hangs or is dead.
+            reason = f"ChromeDriver did not answer ({type(failure).__name__})"
+            raise BrowserDied(reason) from failure
         except WebDriverException as failure:
             reason = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
             if self.page is not None and await loop.run_in_executor(self._thread, self.page.alive):
@@ -178,8 +183,11 @@ class WhatsAppBot:
     async def _quit_browser(self) -> None:
         page, self.page = self.page, None
         if page is not None:
+            loop = asyncio.get_running_loop()
             with contextlib.suppress(Exception):
-                await asyncio.get_running_loop().run_in_executor(self._thread, page.driver.quit)
+                await loop.run_in_executor(self._thread, page.driver.quit)
+            # A hung Chromium may outlive quit(); it would hold the profile the next one needs.
+            await loop.run_in_executor(None, lambda: kill_leftovers(profile_dir=self.profile_dir))
         self._known.clear()
         self._rescanned = False
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
+import psutil
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
@@ -27,8 +29,26 @@ FLAGS = (
     "--no-first-run",
     "--window-size=1280,900",
     "--disable-extensions",
+    # The bot's tab is the only one and nobody looks at it: Chromium must not treat it as a
+    # background tab (slower timers, a frozen renderer), as an automation-minded Chromium
+    # (Puppeteer's defaults) does not either.
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
+    "--disable-hang-monitor",
+    "--disable-breakpad",
+    "--password-store=basic",
     "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
 )
+
+
+# Every WebDriver call is bounded: a renderer that hangs (it happens, more under load) must turn
+# into an error the bot restarts on, not a bot that waits forever. The longest honest call is a
+# page load or an async script (30 s each); the HTTP call to ChromeDriver gets a margin on that.
+PAGE_LOAD_TIMEOUT_S = 30
+SCRIPT_TIMEOUT_S = 30
+COMMAND_TIMEOUT_S = 45
+DRIVER_PID_FILE = "chromedriver.pid"
 
 
 def find_binary(env_name: str, *candidates: str) -> str | None:
@@ -64,7 +84,36 @@ def start_chromium(*, profile_dir: Path, headed: bool = False) -> webdriver.Chro
     driver_path = find_binary("CHROMEDRIVER", "chromedriver")
     # Without a system ChromeDriver, Selenium Manager fetches a matching one.
     service = Service(executable_path=driver_path) if driver_path else Service()
+    kill_leftovers(profile_dir=profile_dir)
     logger.info("starting Chromium (%s, profile %s)", binary or "Selenium Manager", profile_dir)
     driver = webdriver.Chrome(options=options, service=service)
-    driver.set_script_timeout(30)
+    driver.command_executor.client_config.timeout = COMMAND_TIMEOUT_S
+    driver.set_script_timeout(SCRIPT_TIMEOUT_S)
+    driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)
+    if service.process is not None:
+        (profile_dir / DRIVER_PID_FILE).write_text(str(service.process.pid))
     return driver
+
+
+def kill_leftovers(*, profile_dir: Path) -> int:
+    """Kill a Chromium still on ``profile_dir`` and the ChromeDriver that started it: left by a
+    bot that was SIGKILLed, or hung past ``quit``. Chromium refuses a profile another Chromium
+    holds, so nothing could start again until they are gone. Returns how many were killed."""
+    flag = f"--user-data-dir={profile_dir}"
+    victims = []
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if flag in (process.info["cmdline"] or []):
+                victims.append(process)
+    pid_file = profile_dir / DRIVER_PID_FILE
+    with contextlib.suppress(OSError, ValueError, psutil.Error):
+        driver = psutil.Process(int(pid_file.read_text()))
+        if "chromedriver" in driver.name():
+            victims.append(driver)
+    for process in victims:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(victims, timeout=5)
+    if victims:
+        logger.warning("killed %d leftover Chromium/ChromeDriver process(es)", len(victims))
+    return len(victims)

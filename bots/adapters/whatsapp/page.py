@@ -189,7 +189,11 @@ class WhatsAppPage:
         self.url = url if url.endswith("/") else url + "/"
 
     def open(self) -> None:
-        self.driver.get(self.url)
+        try:
+            self.driver.get(self.url)
+        except TimeoutException:
+            # A slow first load goes on in the browser; the state loop watches it from here.
+            logger.info("WhatsApp Web still loading after the page-load timeout; watching it")
 
     def alive(self) -> bool:
         """Whether the browser still answers at all."""

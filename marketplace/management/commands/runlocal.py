@@ -59,7 +59,7 @@ class Command(BaseCommand):
                     )
                 )
             self._print_banner(host, port, demo.login, private_redis is not None, whatsapp)
-            self._stop_children_on_signal(children)
+            self._stop_server_on_signal(server)
             server.wait()
         finally:
             for child in reversed(children):
@@ -106,11 +106,13 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     @staticmethod
-    def _stop_children_on_signal(children: list[subprocess.Popen]) -> None:
+    def _stop_server_on_signal(server: subprocess.Popen) -> None:
+        """Ctrl+C or SIGTERM stops the server; the ``finally`` above then stops the bots and,
+        last, the private Redis they report to (stopped first, it made them print tracebacks)."""
+
         def stop(signum: int, frame) -> None:
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
