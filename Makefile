@@ -7,7 +7,7 @@ TEST_SYSTEM_PACKAGES ?= chromium chromium-driver
 # The WhatsApp bot that `make run` starts drives the system Chromium too.
 RUN_SYSTEM_PACKAGES ?= chromium chromium-driver
 
-.PHONY: run test lint ci bench messages clean
+.PHONY: run test lint ci bench reliability messages clean
 
 $(STAMP): requirements.txt requirements-dev.txt scripts/bootstrap.sh
 	sh scripts/bootstrap.sh
@@ -37,6 +37,13 @@ bench: $(STAMP)
 	$(PY) bench/ws_fanout.py
 	$(PY) bench/engine.py
 	$(PY) bench/whatsapp_latency.py
+
+## make reliability: the fuzzers under reliability/ (figures in docs/reliability.md); the API's
+## runs on the PostgreSQL of DATABASE_URL when it names one. For the daphne comparison:
+## .venv/bin/python reliability/ws_fuzz.py --server daphne
+reliability: $(STAMP)
+	$(PY) reliability/api_fuzz.py
+	$(PY) reliability/ws_fuzz.py
 
 ## make messages: refresh and compile the translation catalogs (needs gettext)
 messages: $(STAMP)

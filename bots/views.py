@@ -37,7 +37,7 @@ def telegram_webhook(request: HttpRequest, secret: str) -> HttpResponse:
         return JsonResponse({"detail": "Update too large."}, status=413)
     try:
         update = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested deeper than Python goes
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
         return JsonResponse({"detail": "Not a Telegram update."}, status=400)

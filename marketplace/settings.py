@@ -8,6 +8,7 @@ secret key). With ``DEBUG=False`` the settings refuse to start unless ``SECRET_K
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -70,9 +71,15 @@ if not DEBUG and not ALLOWED_HOSTS:
         "(e.g. loja.example.com)."
     )
 
+# daphne's app only makes `manage.py runserver` serve ASGI (websockets included); importing it
+# installs Twisted's reactor, ~30 MB that the bots, the tests and `daphne` itself do without.
+RUNSERVER = sys.argv[1:2] == ["runserver"]
+
 INSTALLED_APPS = [
-    "daphne",
-    "django.contrib.admin",
+    *(["daphne"] if RUNSERVER else []),
+    # The admin's modules (and django-import-export's) are found by marketplace/urls.py, which
+    # only the web server loads: a bot process saves their memory.
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -247,6 +254,11 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "shop.api.errors.ShopJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -273,6 +285,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "shop.api.schema.document_error_responses",
+    ],
 }
 
 # --- CORS (a separate front end, e.g. the shop's Vite client) ----------------------------------

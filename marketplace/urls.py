@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from bots import views as bots_views
 from realtime.views import DashboardView, ServiceStatusView
 
+admin.autodiscover()  # here, not at start-up (SimpleAdminConfig): see INSTALLED_APPS
 admin.site.site_header = admin.site.site_title = settings.SHOP_NAME
 
 urlpatterns = [
@@ -23,6 +24,10 @@ urlpatterns = [
         name="telegram-webhook",
     ),
 ]
+
+# Under /api/ a client reads JSON, also when no URL matched or the server failed.
+handler404 = "marketplace.errors.not_found"
+handler500 = "marketplace.errors.server_error"
 
 if settings.DEBUG:
     from django.conf.urls.static import static

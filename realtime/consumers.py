@@ -38,6 +38,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.rooms: set[str] = set()
         self.flood = FloodGuard()
+        self.closed_for_flooding = False
         await self.accept()
         ensure_sweeper()
         await self.send_frame(protocol.frame("welcome", {"message": WELCOME}))
@@ -49,8 +50,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_discard(WEB_BOT_GROUP, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closed_for_flooding:
+            # Frames the flood had queued before the close: dropped at the least cost, so one
+            # flooding client does not take the server's time from everyone else.
+            return
         if not self.flood.allow():
             if self.flood.should_close:
+                self.closed_for_flooding = True
                 await self.close(code=FLOOD_CLOSE_CODE)
             else:
                 await self.send_frame(

@@ -104,7 +104,7 @@ def parse_frame(text: str | None, binary: bytes | None) -> Frame:
         raise ProtocolError(BAD_REQUEST, f"Frame too large: at most {MAX_FRAME_BYTES} bytes.")
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested deeper than Python goes
         raise ProtocolError(BAD_REQUEST, "The frame is not valid JSON.") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
         raise ProtocolError(BAD_REQUEST, 'A frame is {"event": "<name>", "data": {...}}.')

@@ -13,12 +13,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import connection
 
-from marketplace.processes import stop_process
+from marketplace.processes import asgi_server_command, stop_process
 from marketplace.settings import BASE_DIR
 
 
@@ -50,8 +51,25 @@ def process_env(**extra: str) -> dict[str, str]:
     }
 
 
+def run_reliability_script(name: str, *args: str, folder: Path, timeout: float) -> tuple[dict, str]:
+    """``reliability/<name>.py`` with its results and document in ``folder``: (its results,
+    the document it wrote); fails with what it printed if it failed."""
+    results, doc = folder / f"{name}.json", folder / "reliability.md"
+    done = subprocess.run(
+        [sys.executable, f"reliability/{name}.py", *args,
+         "--results", str(results), "--doc", str(doc)],
+        cwd=BASE_DIR,
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]
+    return json.loads(results.read_text()), doc.read_text()
+
+
 class Server:
-    """A daphne process serving marketplace.asgi on a free port of 127.0.0.1."""
+    """The shop's ASGI server (marketplace.processes) on a free port of 127.0.0.1."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -59,8 +77,7 @@ class Server:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/"
         self.origin = self.url
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "marketplace.asgi:application"],
+            asgi_server_command(host="127.0.0.1", port=self.port),
             cwd=BASE_DIR,
             env=process_env(),
             stdout=subprocess.DEVNULL,

@@ -33,6 +33,8 @@ def shop_with_an_order(make_product, place, staff_user):
 
 
 def test_every_changelist_add_and_change_form_opens(owner, shop_with_an_order):
+    # The admin's home first: the URLs it loads find every app's admin module (SimpleAdminConfig).
+    assert owner.get(reverse("admin:index")).status_code == 200
     opened = []
     for model, model_admin in admin.site._registry.items():
         info = (model._meta.app_label, model._meta.model_name)

@@ -227,11 +227,13 @@ def test_malformed_order_bodies_get_400_with_field_errors(make_user, make_produc
     assert isinstance(response.json(), dict) and response.json()
 
 
-def test_not_json_at_all_is_a_400(make_user):
+@pytest.mark.parametrize("body", ["{not json", "[" * 50_000, '{"items": ' + "[" * 20_000])
+def test_not_json_at_all_is_a_400(make_user, body):
     response = client_for(make_user("ana")).post(
-        "/api/orders/", "{not json", content_type="application/json"
+        "/api/orders/", body, content_type="application/json"
     )
     assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
 
 
 def test_an_unknown_product_or_missing_address_is_a_400(make_user, make_product):
@@ -339,6 +341,15 @@ def test_english_is_available(make_user, make_product):
 
 
 # --- Schema and docs -----------------------------------------------------------------------------
+
+
+def test_an_unknown_api_address_is_a_json_404_and_a_page_elsewhere(client, settings):
+    settings.DEBUG = False
+    api = client.get("/api/nada/")  # no route of the API
+    assert api.status_code == 404
+    assert api.json() == {"detail": "Não encontrado.", "code": "not_found"}
+    page = client.get("/nao-existe/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
 
 
 def test_openapi_schema_and_docs_without_any_cdn(client):

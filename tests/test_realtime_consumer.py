@@ -98,6 +98,9 @@ async def test_a_client_without_origin_is_refused_too():
         ('{"event": "dance"}', 404, "dance"),
         ('{"event": "check_services", "data": "oops"}', 400, "check_services"),
         ('{"event": "join_room", "data": []}', 400, "join_room"),
+        # Nested deeper than Python's JSON decoder goes, in well under 64 KiB.
+        ("[" * 50_000, 400, None),
+        ('{"event": "join_room", "data": {"auth": ' + "[" * 30_000 + "}}", 400, None),
     ],
 )
 async def test_malformed_frames_get_an_error_and_the_connection_stays(raw, status_code, event):

@@ -303,6 +303,22 @@ def test_the_webhook_mode_takes_updates_from_the_view(telegram, shirt, settings)
         running.stop()
 
 
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [("not json", 400), ("[" * 50_000, 400), ('{"message": {}}', 400), ("[1, 2]", 400)],
+)
+def test_the_webhook_refuses_what_is_not_an_update_with_a_clear_400(settings, body, status):
+    settings.TELEGRAM_WEBHOOK_SECRET = "s3cr3t-webhook"
+    response = Client().post(
+        "/bots/telegram/webhook/s3cr3t-webhook/",
+        body,
+        content_type="application/json",
+        headers={"X-Telegram-Bot-Api-Secret-Token": "s3cr3t-webhook"},
+    )
+    assert response.status_code == status
+    assert response.json()["detail"] in {"The body is not JSON.", "Not a Telegram update."}
+
+
 # --- translation, without a network ------------------------------------------------------------
 
 

@@ -6,6 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from rest_framework import status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -25,3 +27,14 @@ def shop_exception_handler(exc: Exception, context: dict[str, Any]) -> Response 
         )
         return Response(body, status=code)
     return exception_handler(exc, context)
+
+
+class ShopJSONParser(JSONParser):
+    """DRF's JSON parser, with a body nested deeper than Python's JSON decoder goes ("[[[[…",
+    a few kilobytes are enough) refused as a 400 like any other bad JSON, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None

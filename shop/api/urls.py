@@ -1,6 +1,5 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
-from rest_framework_simplejwt.views import TokenRefreshView
 
 from shop.api.views import (
     CategoryViewSet,
@@ -8,6 +7,7 @@ from shop.api.views import (
     ProductViewSet,
     RegisterView,
     TokenObtainView,
+    TokenRotateView,
 )
 
 router = DefaultRouter()
@@ -18,6 +18,6 @@ router.register("orders", OrderViewSet, basename="order")
 urlpatterns = [
     path("auth/register/", RegisterView.as_view(), name="auth-register"),
     path("auth/token/", TokenObtainView.as_view(), name="auth-token"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("auth/token/refresh/", TokenRotateView.as_view(), name="auth-token-refresh"),
     path("", include(router.urls)),
 ]

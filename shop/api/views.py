@@ -12,9 +12,12 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt.serializers import (
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+)
 from rest_framework_simplejwt.tokens import RefreshToken
-from rest_framework_simplejwt.views import TokenObtainPairView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from marketplace.lockout import LOCKED_OUT_CODE, cool_off_seconds, lockout_message
 from shop import selectors, services
@@ -88,6 +91,19 @@ class TokenObtainView(TokenObtainPairView):
             status=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(cool_off_seconds())},
         )
+
+
+@extend_schema(
+    request=TokenRefreshSerializer,
+    responses={
+        200: TokenRefreshSerializer,
+        401: OpenApiResponse(description="The refresh token is bad, expired or already used"),
+    },
+    summary="A new token pair for a refresh token (which is used up)",
+)
+class TokenRotateView(TokenRefreshView):
+    """simplejwt's refresh, its refusal documented: refresh tokens rotate, and a used one is
+    blacklisted (SIMPLE_JWT)."""
 
 
 class CategoryViewSet(viewsets.ReadOnlyModelViewSet):

@@ -265,11 +265,9 @@ class WhatsAppBot:
             # A message that arrives in the open chat is read there and never shows as unread:
             # answer the open chat before leaving it.
             await self._answer_open_chat(page, unread=0)
-            await self._check_ticks(page)
             await self._call(page.open_chat, title)
             await self._answer_open_chat(page, unread=count)
         await self._answer_open_chat(page, unread=0)
-        await self._check_ticks(page)
         if time.monotonic() >= self._next_outbox:
             self._next_outbox = time.monotonic() + OUTBOX_INTERVAL_S
             await self._drain_outbox(page)
@@ -280,9 +278,8 @@ class WhatsAppBot:
             unread = 0
 
     async def _answer_new_messages(self, page: WhatsAppPage, *, unread: int) -> bool:
-        if not await self._call(page.has_open_chat):
-            return False
-        messages = await self._call(page.messages)
+        messages = await self._call(page.messages)  # none with no chat open: one round trip
+        self._note_ticks(messages)
         if not messages:
             return False
         jid = messages[-1].jid
@@ -331,7 +328,7 @@ class WhatsAppBot:
             await asyncio.sleep(wait)
         try:
             # Not waiting for WhatsApp's tick here keeps other chats from waiting on it; the tick
-            # is checked on the next look at this chat (_check_ticks).
+            # is read with the chat's messages on the next look at it (_note_ticks).
             data_id = await self._call(lambda: page.send_text(text, confirm=False))
             self._known.setdefault(data_id.split("_", 2)[1], set()).add(data_id)
             self._unconfirmed[data_id] = (chat, time.monotonic() + SEND_CONFIRM_S)
@@ -339,11 +336,11 @@ class WhatsAppBot:
             logger.error("a reply to %s did not show in the chat", chat)
         self._last_sent[chat] = time.monotonic()
 
-    async def _check_ticks(self, page: WhatsAppPage) -> None:
+    def _note_ticks(self, messages: list[ChatMessage]) -> None:
         """Forget replies WhatsApp confirmed; report those still pending after 30 s."""
         if not self._unconfirmed:
             return
-        ticks = await self._call(page.ticks, list(self._unconfirmed))
+        ticks = {m.data_id: m.tick for m in messages if m.tick}
         now = time.monotonic()
         for data_id, (chat, deadline) in list(self._unconfirmed.items()):
             tick = ticks.get(data_id)

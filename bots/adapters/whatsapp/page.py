@@ -45,6 +45,7 @@ class ChatMessage:
     incoming: bool
     text: str | None  # None: not text (image, audio, sticker, location)
     author: str = ""
+    tick: str | None = None  # ours only: "pending", "sent" or "delivered"
 
     @property
     def jid(self) -> str:
@@ -60,9 +61,10 @@ def author_of(pre_plain_text: str | None) -> str:
 
 
 # Reads a message's text as the contract says: text nodes and emoji images' alt, in order; <br>
-# as a line break. One script for the whole chat: one round trip however long the chat.
+# as a line break. One script for the whole chat: one round trip however long the chat. Our own
+# messages come with their tick, so checking that a reply went out costs no extra round trip.
 _READ_MESSAGES = """
-const [messageSel, textSel, emojiSel, metaSel] = arguments;
+const [messageSel, textSel, emojiSel, metaSel, pending, sent, delivered] = arguments;
 function textOf(node) {
   let out = '';
   for (const child of node.childNodes) {
@@ -76,8 +78,12 @@ function textOf(node) {
 return Array.from(document.querySelectorAll(messageSel)).map((el) => {
   const span = el.querySelector(textSel);
   const meta = el.querySelector(metaSel);
-  return [el.getAttribute('data-id'), span ? textOf(span) : null,
-          meta ? meta.getAttribute('data-pre-plain-text') : null];
+  const id = el.getAttribute('data-id');
+  const tick = !id || !id.startsWith('true_') ? null
+    : el.querySelector(delivered) ? 'delivered' : el.querySelector(sent) ? 'sent'
+    : el.querySelector(pending) ? 'pending' : 'sent';
+  return [id, span ? textOf(span) : null,
+          meta ? meta.getAttribute('data-pre-plain-text') : null, tick];
 });
 """
 
@@ -265,12 +271,17 @@ class WhatsAppPage:
         if opened != "open":
             raise PageChanged(s.OPEN_CHAT)
 
-    def has_open_chat(self) -> bool:
-        return self._has(s.OPEN_CHAT)
-
     def messages(self) -> list[ChatMessage]:
+        """The open chat's messages, oldest first (none with no chat open); one round trip."""
         rows = self.driver.execute_script(
-            _READ_MESSAGES, s.MESSAGE.any, s.MESSAGE_TEXT.any, s.EMOJI_IMAGE, s.MESSAGE_META.any
+            _READ_MESSAGES,
+            s.MESSAGE.any,
+            s.MESSAGE_TEXT.any,
+            s.EMOJI_IMAGE,
+            s.MESSAGE_META.any,
+            s.TICK_PENDING,
+            s.TICK_SENT,
+            s.TICK_DELIVERED,
         )
         return [
             ChatMessage(
@@ -278,8 +289,9 @@ class WhatsAppPage:
                 incoming=data_id.startswith("false_"),
                 text=text,
                 author=author_of(meta),
+                tick=tick,
             )
-            for data_id, text, meta in rows
+            for data_id, text, meta, tick in rows
             if data_id and data_id.count("_") >= 2
         ]
 
@@ -291,7 +303,7 @@ class WhatsAppPage:
         One round trip types it (``insertText`` per line, which takes emoji outside the BMP, and
         ``insertLineBreak`` between lines, what Shift+Enter does), clicks Send and waits for the
         message to show. With ``confirm``, then waits for WhatsApp's tick (``NotSent`` after
-        30 s); without, the caller checks ``ticks`` later.
+        30 s); without, the caller reads the tick with the chat's messages later.
         """
         before = {m.data_id for m in self.messages()} if confirm else set()
         data_id = self.driver.execute_async_script(
@@ -302,27 +314,6 @@ class WhatsAppPage:
         if confirm:
             return self._confirm_sent(before)
         return data_id
-
-    def ticks(self, data_ids: list[str]) -> dict[str, str]:
-        """The tick of each of ``data_ids`` shown in the open chat: "pending", "sent" or
-        "delivered" (absent: not in this chat)."""
-        return self.driver.execute_script(
-            """
-            const [ids, pending, sent, delivered] = arguments;
-            const out = {};
-            for (const id of ids) {
-              const el = document.querySelector(`[data-id="${CSS.escape(id)}"]`);
-              if (!el) continue;
-              out[id] = el.querySelector(delivered) ? 'delivered'
-                : el.querySelector(sent) ? 'sent' : el.querySelector(pending) ? 'pending' : 'sent';
-            }
-            return out;
-            """,
-            data_ids,
-            s.TICK_PENDING,
-            s.TICK_SENT,
-            s.TICK_DELIVERED,
-        )
 
     def _click_send(self) -> None:
         def button() -> WebElement | None:

@@ -12,17 +12,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.local_redis import RedisUnavailable, ensure_redis
-from marketplace.processes import stop_process
+from marketplace.processes import asgi_server_command, stop_process
 from marketplace.settings import env_bool
 from shop.demo import seed_demo
-
-ASGI_APP = "marketplace.asgi:application"
 
 
 class Command(BaseCommand):
     help = (
         "Run the whole product locally: Redis (a private one if none answers), migrations, "
-        "the demo catalog and the ASGI server (daphne)."
+        "the demo catalog and the ASGI server (uvicorn)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -39,7 +37,7 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
             demo = seed_demo()
             server = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP],
+                asgi_server_command(host=host, port=port),
                 env={**os.environ, "REDIS_URL": settings.REDIS_URL},
             )
             children.append(server)
