@@ -19,7 +19,7 @@ from bots.adapters.whatsapp.bot import chat_of, coalesce
 from bots.adapters.whatsapp.page import ChatMessage
 from bots.chat import Reply
 from realtime import status
-from shop.models import Category, Order, Product
+from shop.models import Cart, Category, Order, Product
 from tests.live import DashboardWatcher, RunbotProcess, Server
 from tests.whatsapp_double import WhatsAppDouble
 
@@ -236,6 +236,48 @@ def test_killing_chromium_reads_403_within_5_s_and_the_bot_comes_back_on_its_own
             double.wait_for_sent(PHONE, "escolha uma categoria", timeout=30)  # not lost
         finally:
             bot.stop()
+
+
+def test_a_sigkilled_bot_answers_what_came_meanwhile_exactly_once_and_the_cart_is_intact(
+    shirt, tmp_path
+):
+    profile = tmp_path / "profile"
+    with WhatsAppDouble() as double:
+        bot = start_linked_bot(double, profile)
+        try:
+            say(double, "oi", "Boas-vindas")
+            say(double, "2", "O que você procura?")
+            say(double, "camisa azul", "1. Camisa Azul")
+            say(double, "1", "*Camisa Azul*")
+            say(double, "2", "Adicionado: 2 × Camisa Azul")
+            wait_until_saved(profile, b"wa-double-session")
+            answered = len(double.sent(PHONE))
+            bot.process.send_signal(signal.SIGKILL)  # mid-conversation, no chance to tidy up
+            bot.process.wait(timeout=10)
+        finally:
+            bot.stop()
+        # While no bot runs (its orphaned Chromium may still show the chat, read, but nobody
+        # answers): see the cart, the menu, the cart again.
+        for text in ("2", "menu", "3"):
+            double.customer_says(PHONE, text, name="Maria Souza")
+            time.sleep(0.3)
+
+        again = start_bot(double, profile)
+        try:
+            wait_for_status(status.CONNECTED, timeout=90)
+            deadline = time.monotonic() + 30
+            while len(double.sent(PHONE)) < answered + 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(3)  # anything answered twice would show by now
+            replies = [m["text"] for m in double.sent(PHONE)[answered:]]
+            assert len(replies) == 3, replies
+            assert replies[0].startswith("🛒 *Seu carrinho*\n• 2 × Camisa Azul — R$ 119,80")
+            assert replies[1].startswith("O que você gostaria de fazer?")
+            assert replies[2].startswith("🛒 *Seu carrinho*\n• 2 × Camisa Azul — R$ 119,80")
+            cart = Cart.objects.get(customer__whatsapp_phone=PHONE)
+            assert [(i.product_id, i.quantity) for i in cart.items.all()] == [(shirt.pk, 2)]
+        finally:
+            again.stop()
 
 
 def test_sigterm_closes_chromium_and_reports_403(variant, shirt, tmp_path):

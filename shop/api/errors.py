@@ -33,7 +33,9 @@ class ShopJSONParser(JSONParser):
     """DRF's JSON parser, with a body nested deeper than Python's JSON decoder goes ("[[[[…",
     a few kilobytes are enough) refused as a 400 like any other bad JSON, not a 500."""
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: dict | None = None
+    ) -> Any:
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:

@@ -100,6 +100,13 @@ class RegisterOutputSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
+class LockedOutSerializer(serializers.Serializer):
+    """Too many failed logins (django-axes): when to try again, in words."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
 class OrderLineSerializer(serializers.ModelSerializer):
     class Meta:
         model = OrderLine

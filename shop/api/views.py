@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAdminUser
@@ -23,6 +23,7 @@ from marketplace.lockout import LOCKED_OUT_CODE, cool_off_seconds, lockout_messa
 from shop import selectors, services
 from shop.api.serializers import (
     CategorySerializer,
+    LockedOutSerializer,
     OrderCreateInputSerializer,
     OrderSerializer,
     OrderStatusInputSerializer,
@@ -59,11 +60,6 @@ class RegisterView(APIView):
             }
         ).data
         return Response(body, status=status.HTTP_201_CREATED)
-
-
-class LockedOutSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField()
 
 
 class TokenObtainView(TokenObtainPairView):
