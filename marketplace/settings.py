@@ -326,6 +326,10 @@ WHATSAPP_PROFILE_DIR = os.environ.get("WHATSAPP_PROFILE_DIR", str(VAR_DIR / "wha
 # How long a page matching no known state (loading, QR, chats) is waited on before the bot says
 # "WhatsApp mudou a página".
 WHATSAPP_UNKNOWN_PAGE_SECONDS = env_int("WHATSAPP_UNKNOWN_PAGE_SECONDS", 60)
+# Chromium is restarted (at a quiet moment; the login stays) when its memory passes this many MB
+# (PSS), checked every WHATSAPP_MEMORY_CHECK_SECONDS: it grows under steady chats. 0: never.
+WHATSAPP_CHROMIUM_MAX_MB = env_int("WHATSAPP_CHROMIUM_MAX_MB", 600)
+WHATSAPP_MEMORY_CHECK_SECONDS = env_int("WHATSAPP_MEMORY_CHECK_SECONDS", 60)
 
 # Telegram (manage.py runbot telegram): the bot's token from @BotFather, and the Bot API's
 # address (a local stand-in in tests). The webhook mode needs this site's public https address and

@@ -280,6 +280,34 @@ def test_a_sigkilled_bot_answers_what_came_meanwhile_exactly_once_and_the_cart_i
             again.stop()
 
 
+def test_chromium_over_its_memory_budget_is_restarted_keeping_the_login_and_every_message(
+    shirt, tmp_path
+):
+    profile = tmp_path / "profile"
+    with WhatsAppDouble() as double:
+        # A budget no Chromium fits in: it is restarted at every check, 15 s after each start.
+        bot = RunbotProcess(
+            "whatsapp", "--url", double.url, "--profile-dir", str(profile),
+            WHATSAPP_CHROMIUM_MAX_MB="1", WHATSAPP_MEMORY_CHECK_SECONDS="15",
+        )  # fmt: skip
+        try:
+            wait_for_status(status.AUTHENTICATING)
+            double.scan()
+            wait_for_status(status.CONNECTED)
+            say(double, "oi", "Boas-vindas")
+            wait_until_saved(profile, b"wa-double-session")
+            loads = double.page_loads()
+            bot.wait_for_log("over its budget of 1 MB", timeout=40)
+            double.customer_says(PHONE, "1", name="Maria Souza")  # while Chromium restarts
+            double.wait_for_sent(PHONE, "escolha uma categoria", timeout=60)
+            assert double.page_loads() > loads and double.linked()  # no new QR needed
+            time.sleep(2)
+            answers = [m for m in double.sent(PHONE) if "escolha uma categoria" in m["text"]]
+            assert len(answers) == 1
+        finally:
+            bot.stop()
+
+
 def test_sigterm_closes_chromium_and_reports_403(variant, shirt, tmp_path):
     import psutil
 

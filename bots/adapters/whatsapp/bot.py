@@ -25,7 +25,7 @@ from selenium.common.exceptions import NoSuchElementException, WebDriverExceptio
 from urllib3.exceptions import HTTPError as ChromeDriverUnreachable
 
 from bots.adapters.whatsapp import selectors
-from bots.adapters.whatsapp.browser import kill_leftovers, start_chromium
+from bots.adapters.whatsapp.browser import chromium_mb, kill_leftovers, start_chromium
 from bots.adapters.whatsapp.page import ChatMessage, NotSent, PageChanged, WhatsAppPage
 from bots.chat import WHATSAPP, IncomingMessage, Reply
 from bots.gateway import ChatGateway
@@ -47,6 +47,11 @@ OUTBOX_INTERVAL_S = 15.0
 RESCAN_CHATS = 10  # recent chats a (re)started browser looks into
 SEND_CONFIRM_S = 30  # a message still pending this long counts as not sent
 HANDLED_KEY = "marketplace:whatsapp:last-handled"
+MEMORY_CHECK_S = 60.0  # how often Chromium's memory is looked at against its budget
+
+
+class OverMemoryBudget(Exception):
+    """Chromium passed its memory budget: restart it (the login is in the profile)."""
 
 
 class BrowserDied(Exception):
@@ -80,8 +85,16 @@ class WhatsAppBot:
         profile_dir: Path,
         headed: bool = False,
         unknown_page_grace: float = UNKNOWN_PAGE_GRACE_S,
+        chromium_budget_mb: float = 0,
+        memory_check_s: float = MEMORY_CHECK_S,
     ) -> None:
         self.url = url
+        # Chromium's renderer grows under steady chats (~8 MB a minute at a message a second,
+        # docs/reliability.md) and a reload gives little back; a restart gives it all back and
+        # keeps the login. 0: no budget.
+        self.chromium_budget_mb = chromium_budget_mb
+        self.memory_check_s = memory_check_s
+        self._next_memory_check = 0.0
         self.unknown_page_grace = unknown_page_grace
         self.profile_dir = profile_dir
         self.headed = headed
@@ -162,9 +175,13 @@ class WhatsAppBot:
                     lambda: start_chromium(profile_dir=self.profile_dir, headed=self.headed),
                 )
                 self.page = WhatsAppPage(driver, self.url)
+                self._next_memory_check = time.monotonic() + self.memory_check_s
                 await self._call(self.page.open)
                 await self._drive()
             except LoggedOut:
+                delay = 0.0
+            except OverMemoryBudget as over:
+                logger.warning("%s; restarting it", over)
                 delay = 0.0
             except BrowserDied as died:
                 logger.warning("Chromium stopped answering (%s); restarting", died)
@@ -271,6 +288,19 @@ class WhatsAppBot:
         if time.monotonic() >= self._next_outbox:
             self._next_outbox = time.monotonic() + OUTBOX_INTERVAL_S
             await self._drain_outbox(page)
+        await self._check_memory(page)
+
+    async def _check_memory(self, page: WhatsAppPage) -> None:
+        """Raise ``OverMemoryBudget`` when Chromium is over its budget. Checked here, once every
+        chat with news was answered, so a restart interrupts no conversation."""
+        if not self.chromium_budget_mb or time.monotonic() < self._next_memory_check:
+            return
+        self._next_memory_check = time.monotonic() + self.memory_check_s
+        used = await asyncio.get_running_loop().run_in_executor(None, chromium_mb, page.driver)
+        if used > self.chromium_budget_mb:
+            raise OverMemoryBudget(
+                f"Chromium uses {used:.0f} MB, over its budget of {self.chromium_budget_mb:.0f} MB"
+            )
 
     async def _answer_open_chat(self, page: WhatsAppPage, *, unread: int) -> None:
         """Answer the open chat's new messages, again and again until none came meanwhile."""

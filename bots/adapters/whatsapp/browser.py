@@ -124,3 +124,17 @@ def kill_leftovers(*, profile_dir: Path) -> int:
     if victims:
         logger.warning("killed %d leftover Chromium/ChromeDriver process(es)", len(victims))
     return len(victims)
+
+
+def chromium_mb(driver: webdriver.Chrome) -> float:
+    """Chromium's memory under ``driver`` (PSS, MB: shared pages counted once), 0 if unknown."""
+    service = getattr(driver, "service", None)
+    process = getattr(service, "process", None)
+    if process is None:
+        return 0.0
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_full_info().pss
+    return total / 1024 / 1024

@@ -62,6 +62,8 @@ class Command(BaseCommand):
             profile_dir=profile_dir,
             headed=headed,
             unknown_page_grace=settings.WHATSAPP_UNKNOWN_PAGE_SECONDS,
+            chromium_budget_mb=settings.WHATSAPP_CHROMIUM_MAX_MB,
+            memory_check_s=settings.WHATSAPP_MEMORY_CHECK_SECONDS,
         )
         await bot.run(_stop_on_signal())
 
