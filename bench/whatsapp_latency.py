@@ -35,6 +35,7 @@ if str(BASE_DIR) not in sys.path:
 from bench import report  # noqa: E402
 from bench.api_products import machine  # noqa: E402
 from bench.engine import percentile, seed_catalog, use_bench_environment  # noqa: E402
+from marketplace.processes import stop_process  # noqa: E402
 
 RESULTS = BASE_DIR / "bench" / "results" / "whatsapp_latency.json"
 # What a customer writes, in turn: each message gets exactly one reply from the bot.
@@ -62,6 +63,40 @@ def memory_mb(pid: int) -> dict[str, float]:
         rss += info.rss / 1024 / 1024
     return {**{k: round(v, 1) for k, v in parts.items()}, "pss": round(sum(parts.values()), 1),
             "rss_sum": round(rss, 1)}  # fmt: skip
+
+
+def forget_chats() -> None:
+    """No chat state left from an earlier run: every customer starts at the greeting."""
+    from bots.state import redis_client
+
+    client = redis_client()
+    for pattern in ("marketplace:chat:*", "marketplace:whatsapp:*"):
+        for key in client.scan_iter(pattern, count=1000):
+            client.delete(key)
+
+
+def start_linked_bot(double, profile: str) -> subprocess.Popen:
+    """``manage.py runbot whatsapp`` against ``double``, its QR scanned, at 200."""
+    from realtime import status
+
+    bot = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot", "whatsapp", "--url", double.url,
+         "--profile-dir", profile],
+        cwd=BASE_DIR,
+        env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while double.qr_payload() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        double.scan()
+        while status.get_states()["WhatsApp"].status != status.CONNECTED:
+            assert time.monotonic() < deadline, "the bot never reached 200"
+            time.sleep(0.2)
+    except BaseException:
+        stop_process(bot)
+        raise
+    return bot
 
 
 THINK_S = 1.5  # a customer reads the reply before writing again (and the pace is 1/s per chat)
@@ -97,31 +132,14 @@ def main() -> None:
     import django
 
     django.setup()
-    from bots.state import redis_client
-    from realtime import status
     from tests.whatsapp_double import WhatsAppDouble
 
     seed_catalog(10_000)
-    client = redis_client()
-    for pattern in ("marketplace:chat:*", "marketplace:whatsapp:*"):
-        for key in client.scan_iter(pattern, count=1000):
-            client.delete(key)
+    forget_chats()
 
     with WhatsAppDouble() as double, tempfile.TemporaryDirectory() as profile:
-        bot = subprocess.Popen(
-            [sys.executable, "manage.py", "runbot", "whatsapp", "--url", double.url,
-             "--profile-dir", profile],
-            cwd=BASE_DIR,
-            env=os.environ.copy(),
-        )  # fmt: skip
+        bot = start_linked_bot(double, profile)
         try:
-            deadline = time.monotonic() + 120
-            while double.qr_payload() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            double.scan()
-            while status.get_states()["WhatsApp"].status != status.CONNECTED:
-                assert time.monotonic() < deadline, "the bot never reached 200"
-                time.sleep(0.2)
             # Warm-up: one exchange, so imports and the first queries are not measured.
             chat(double, "+5511900000000", 1, [], [])
             memory_start = memory_mb(bot.pid)

@@ -38,7 +38,12 @@ if str(BASE_DIR) not in sys.path:
 from bench import report  # noqa: E402
 from bench.api_products import free_port, machine, wait_until_up  # noqa: E402
 from bench.engine import percentile, seed_catalog, use_bench_environment  # noqa: E402
-from bench.whatsapp_latency import SCRIPT, memory_mb  # noqa: E402
+from bench.whatsapp_latency import (  # noqa: E402
+    SCRIPT,
+    forget_chats,
+    memory_mb,
+    start_linked_bot,
+)
 from marketplace.processes import asgi_server_command, stop_process  # noqa: E402
 
 RESULTS = BASE_DIR / "reliability" / "results" / "soak.json"
@@ -154,15 +159,10 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
-    from bots.state import redis_client
-    from realtime import status
     from tests.whatsapp_double import WhatsAppDouble
 
     seed_catalog(1_000)
-    client = redis_client()
-    for pattern in ("marketplace:chat:*", "marketplace:whatsapp:*"):
-        for key in client.scan_iter(pattern, count=1000):
-            client.delete(key)
+    forget_chats()
     users = get_user_model().objects
     staff = users.filter(username="soak-staff").first() or users.create_superuser(
         "soak-staff", "soak@example.com", "uma-senha-bem-forte-42"
@@ -174,33 +174,22 @@ def main() -> None:
     seen = [0] * DASHBOARDS
     watching = threading.Event()
     with WhatsAppDouble() as double, tempfile.TemporaryDirectory() as profile:
-        server_log = Path(profile).with_suffix(".server.log").open("w")
+        server_log = (Path(profile) / "server.log").open("w")
         server = subprocess.Popen(
             asgi_server_command(host="127.0.0.1", port=port),
             cwd=BASE_DIR,
             stdout=server_log,
             stderr=subprocess.STDOUT,
         )
-        bot = subprocess.Popen(
-            [sys.executable, "manage.py", "runbot", "whatsapp", "--url", double.url,
-             "--profile-dir", profile],
-            cwd=BASE_DIR,
-            env=os.environ.copy(),
-        )  # fmt: skip
         customers = Customers(double, args.chats, args.rate)
+        bot = None
         try:
             wait_until_up(f"http://127.0.0.1:{port}/api/products/")
             dashboards = threading.Thread(
                 target=watch_conversations, args=(port, token, seen, watching), daemon=True
             )
             dashboards.start()
-            deadline = time.monotonic() + 120
-            while double.qr_payload() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            double.scan()
-            while status.get_states()["WhatsApp"].status != status.CONNECTED:
-                assert time.monotonic() < deadline, "the bot never reached 200"
-                time.sleep(0.2)
+            bot = start_linked_bot(double, profile)
             started = time.monotonic()
             threads = customers.start()
             end = started + args.minutes * 60
@@ -222,7 +211,8 @@ def main() -> None:
             bot_alive, server_alive = bot.poll() is None, server.poll() is None
         finally:
             watching.set()
-            stop_process(bot, timeout=30)
+            if bot is not None:
+                stop_process(bot, timeout=30)
             stop_process(server)
             server_log.close()
 
