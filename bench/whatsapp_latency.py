@@ -27,6 +27,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
@@ -75,8 +76,9 @@ def forget_chats() -> None:
             client.delete(key)
 
 
-def start_linked_bot(double, profile: str) -> subprocess.Popen:
-    """``manage.py runbot whatsapp`` against ``double``, its QR scanned, at 200."""
+def start_linked_bot(double, profile: str, *, log: IO[str] | None = None) -> subprocess.Popen:
+    """``manage.py runbot whatsapp`` against ``double``, its QR scanned, at 200; its output in
+    ``log`` (else this process's)."""
     from realtime import status
 
     bot = subprocess.Popen(
@@ -84,6 +86,8 @@ def start_linked_bot(double, profile: str) -> subprocess.Popen:
          "--profile-dir", profile],
         cwd=BASE_DIR,
         env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone, translation
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _
@@ -208,6 +209,14 @@ class Conversation:
 
     # --- running a turn ---------------------------------------------------------------------------
 
+    def _sorry(self) -> None:
+        """A failed turn: the customer hears only that, and to try again. Their cart and orders
+        are untouched (each write is its own transaction)."""
+        self.state.pop("customer", None)
+        self.replies = [
+            Reply(_("😓 Sorry, something went wrong on our side. Please try again in a moment."))
+        ]
+
     def run(self) -> Outcome:
         if self.state.get("handoff"):
             return Outcome(customer=self.message.customer_name, silenced=True)
@@ -215,24 +224,26 @@ class Conversation:
         with translation.override(language):
             try:
                 self._turn()
+            except (OperationalError, InterfaceError) as failure:
+                # The database restarting or away: one line, not a traceback per message.
+                logger.warning(
+                    "%s chat %s: message %s not handled, the customer is asked to try again "
+                    "(database unavailable: %s)",
+                    self.message.service,
+                    self.message.chat,
+                    self.message.message_id,
+                    str(failure).strip().splitlines()[0] if str(failure).strip() else failure,
+                )
+                self._sorry()
             except Exception:
-                # A bug or a database hiccup must not leave a customer in silence; their
-                # cart and orders are untouched (each write is its own transaction).
+                # A bug must not leave a customer in silence either.
                 logger.exception(
                     "%s chat %s: could not handle message %s",
                     self.message.service,
                     self.message.chat,
                     self.message.message_id,
                 )
-                self.state.pop("customer", None)
-                self.replies = [
-                    Reply(
-                        _(
-                            "😓 Sorry, something went wrong on our side. "
-                            "Please try again in a moment."
-                        )
-                    )
-                ]
+                self._sorry()
         return Outcome(
             replies=self.replies,
             customer=self.customer_name,
@@ -848,16 +859,21 @@ class Conversation:
         source = f"{message.service}:{message.chat}:{message.message_id}"[:255]
         cart = self.cart()
         if _quote(cart) != self.data.get("quote"):
-            placed = Order.objects.filter(source_message=source).first()
+            sources = {source, self.data.get("placing")} - {None}
+            placed = Order.objects.filter(source_message__in=sources).first()
             if placed is not None:
                 # This very message placed it before its turn could be saved (a crash, a lost
-                # Redis write), which emptied the cart: say so again.
+                # Redis write), or an earlier "confirm" did while the database failed around its
+                # commit and the customer was asked to try again: the cart is empty, say so again.
                 self.confirm_order(placed)
                 return
             # The cart or a price changed since the summary (another device, the shop owner).
             self.say(_("⚠️ Your cart changed since the summary; please check it again."))
             self.show_summary(payment)
             return
+        # Noted before the attempt, kept if it fails: a commit the database confirmed to no one
+        # (it went away at that moment) is found by the customer's retry.
+        self.data["placing"] = source
         try:
             order = services.checkout_cart(
                 customer=self.customer(),

@@ -52,13 +52,15 @@ class ChatGateway:
         await self._publish_chat(message.chat, message.customer_name, "in", _shown_text(message))
         try:
             outcome = await _off_loop(self.engine.handle)(message)
-        except (RedisError, ChatBusy, TimeoutError):
+        except (RedisError, ChatBusy, TimeoutError) as failure:
+            # One line each: while Redis is away every message meets the same error.
             logger.warning(
-                "%s chat %s: message %s not handled (state store unavailable)",
+                "%s chat %s: message %s not handled, the customer is asked to try again "
+                "(state store unavailable: %s)",
                 self.service,
                 message.chat,
                 message.message_id,
-                exc_info=True,
+                failure or type(failure).__name__,
             )
             with translation.override(await self._language(message.chat)):
                 return [Reply(_("⚠️ We are having a hiccup. Please try again in a moment."))]
@@ -134,9 +136,12 @@ class ChatGateway:
         # The dashboard's view is a live mirror: losing it while Redis is away loses no data.
         try:
             await get_channel_layer().group_send(CONVERSATIONS_GROUP, room_event(event, data))
+        except (RedisError, OSError, TimeoutError) as failure:
+            logger.warning("could not publish %s for %s chat %s: %s", event, self.service,
+                           data.get("chat"), failure or type(failure).__name__)  # fmt: skip
         except Exception:
-            logger.warning("could not publish %s for %s chat %s", event, self.service,
-                           data.get("chat"), exc_info=True)  # fmt: skip
+            logger.exception("could not publish %s for %s chat %s", event, self.service,
+                             data.get("chat"))  # fmt: skip
 
 
 def _claim_with_texts(*, channel: str, limit: int) -> list[tuple[int, str, str]]:

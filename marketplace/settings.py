@@ -156,7 +156,9 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
     # Under ASGI every request runs its sync code in a thread of its own, so CONN_MAX_AGE cannot
-    # keep a connection between requests; a pool can (psycopg_pool, Django 5.1+).
+    # keep a connection between requests; a pool can (psycopg_pool, Django 5.1+). With
+    # CONN_HEALTH_CHECKS (above) Django has the pool check a connection as it hands it out, so
+    # after a database restart no request gets a dead one (reliability/db_restart.py).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "pool": {

@@ -17,6 +17,7 @@ from typing import Any
 
 import segno
 from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
 
 from realtime import status
 from realtime.groups import SERVICES_GROUP, bot_group, room_event
@@ -62,6 +63,7 @@ class BotLink:
         self._layer = get_channel_layer()
         self._channel: str | None = None
         self._heartbeat: asyncio.Task | None = None
+        self._said: tuple[int, str] | None = None  # the last status this bot reported
 
     async def __aenter__(self) -> BotLink:
         self._channel = await self._layer.new_channel()
@@ -82,18 +84,26 @@ class BotLink:
         if self._channel is not None:
             await self._layer.group_discard(bot_group(self.service), self._channel)
             self._channel = None
-        await status.aclear_heartbeat(self.service)
-        await status.aset_status(self.service, final_status)
+        try:
+            await status.aclear_heartbeat(self.service)
+            await status.aset_status(self.service, final_status)
+        finally:
+            await status.aclose_client()
 
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(status.HEARTBEAT_INTERVAL)
             try:
-                await status.aheartbeat(self.service)
-            except Exception:  # a Redis hiccup must not end the heartbeat loop
+                await status.aheartbeat(self.service, current=self._said)
+            except (RedisError, OSError, TimeoutError) as failure:  # Redis away: beat on
+                logger.warning("%s heartbeat failed (%s); retrying", self.service,
+                               failure or type(failure).__name__)  # fmt: skip
+            except Exception:  # nothing may end the heartbeat loop
                 logger.exception("%s heartbeat failed; retrying", self.service)
 
     async def set_status(self, code: int, *, detail: str = "") -> bool:
+        # Noted first: if Redis is away now, the heartbeat says it once Redis is back.
+        self._said = (code, detail)
         return await status.aset_status(self.service, code, detail=detail)
 
     async def publish_qr(self, payload: str) -> None:

@@ -69,8 +69,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.dispatch_frame(frame)
         except ProtocolError as refused:
             await self.send_frame(refused.as_frame())
-        except (RedisError, TimeoutError):
-            logger.warning("Redis unavailable while handling a frame", exc_info=True)
+        except (RedisError, TimeoutError) as failure:
+            logger.warning("Redis unavailable while handling %s: %s",
+                           frame.event if frame else "a frame",
+                           failure or type(failure).__name__)  # fmt: skip
             await self.send_frame(
                 protocol.error_frame(
                     protocol.UNAVAILABLE,

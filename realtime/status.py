@@ -68,6 +68,31 @@ redis.call('HSET', KEYS[1], 'status', '403', 'since', ARGV[1], 'detail', ARGV[2]
 return 1
 """
 
+# KEYS[1] status hash, KEYS[2] heartbeat; ARGV: owner, ttl, status, since, detail. The beat, and
+# the bot's own status put back where it is not what the bot said: Redis lost it (restarted
+# without its data) or a sweep turned it to 403 while Redis was away and the bot could not beat.
+_BEAT = """
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+local old = redis.call('HMGET', KEYS[1], 'status', 'detail')
+if old[1] == ARGV[3] and (old[2] or '') == ARGV[5] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'since', ARGV[4], 'detail', ARGV[5])
+return 1
+"""
+
+# ARGV: key prefix, then the services. A row per service: status, since, detail, heartbeat there.
+# One script rather than a pipeline: it runs on the process's one connection (_async_client),
+# where a pipeline would take a connection of its own from the pool.
+_STATES = """
+local rows = {}
+for i = 2, #ARGV do
+  local key = ARGV[1] .. ARGV[i]
+  local row = redis.call('HMGET', key, 'status', 'since', 'detail')
+  row[4] = redis.call('EXISTS', key .. ':heartbeat')
+  rows[#rows + 1] = row
+end
+return rows
+"""
+
 SILENT_BOT_DETAIL = "O bot parou de responder."
 
 
@@ -127,11 +152,27 @@ def _async_client() -> aioredis.Redis:
         # No socket_timeout here: redis-py enforces it with asyncio.wait_for, which on Python 3.11
         # can leave a cancelled task hanging forever (a dashboard that disconnects mid-command, a
         # server shutting down). Calls are bounded with asyncio.timeout instead (``_bounded``).
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=REDIS_TIMEOUT, health_check_interval=15
+        # One connection per process, its commands queued: they are short, and the process holds
+        # the same number of connections to Redis whatever the burst of dashboards, before an
+        # outage and after it (reliability/redis_outage.py counts them).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=1,
+            timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            health_check_interval=15,
         )
+        client = aioredis.Redis(connection_pool=pool)
         _async_clients[loop] = client
     return client
+
+
+async def aclose_client() -> None:
+    """Close this event loop's client (a bot's last word before its loop ends), so its
+    connection is not left to be closed by the garbage collector after the loop is gone."""
+    client = _async_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose(close_connection_pool=True)
 
 
 def _bounded(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -143,6 +184,15 @@ def _bounded(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             return await function(*args, **kwargs)
 
     return bounded
+
+
+def _states(rows: list[list[bytes | int | None]]) -> dict[str, ServiceState]:
+    """``_STATES``' answer, a row per service in SERVICES' order, as ServiceStates."""
+    states = {}
+    for service, (code, since, detail, alive) in zip(SERVICES, rows, strict=True):
+        raw = {b"status": code, b"since": since, b"detail": detail}
+        states[service] = _state(service, {k: v for k, v in raw.items() if v}, bool(alive))
+    return states
 
 
 def _state(service: str, raw: dict[bytes, bytes], alive: bool) -> ServiceState:
@@ -176,16 +226,8 @@ def _change_event(service: str, state: ServiceState, codes: dict[str, int]) -> d
 
 @_bounded
 async def aget_states() -> dict[str, ServiceState]:
-    client = _async_client()
-    async with client.pipeline(transaction=False) as pipe:
-        for service in SERVICES:
-            pipe.hgetall(_status_key(service))
-            pipe.exists(_heartbeat_key(service))
-        results = await pipe.execute()
-    return {
-        service: _state(service, results[2 * i], bool(results[2 * i + 1]))
-        for i, service in enumerate(SERVICES)
-    }
+    rows = await _async_client().eval(_STATES, 0, KEY_PREFIX, *SERVICES)
+    return _states(rows)
 
 
 async def aget_statuses() -> dict[str, int]:
@@ -208,8 +250,29 @@ async def aset_status(service: str, status: int, *, detail: str = "") -> bool:
 
 
 @_bounded
-async def aheartbeat(service: str) -> None:
-    await _async_client().set(_heartbeat_key(_check(service)), _owner(), ex=HEARTBEAT_TTL)
+async def aheartbeat(service: str, *, current: tuple[int, str] | None = None) -> bool:
+    """The bot of ``service`` is alive. With ``current`` (its status and detail as it last said
+    them), also put that status back if the registry lost it, and broadcast it; returns whether
+    it had to."""
+    client = _async_client()
+    if current is None:
+        await client.set(_heartbeat_key(_check(service)), _owner(), ex=HEARTBEAT_TTL)
+        return False
+    code, detail = current
+    changed = await client.eval(
+        _BEAT, 2, _status_key(_check(service)), _heartbeat_key(service),
+        _owner(), str(HEARTBEAT_TTL), str(code), repr(time.time()), detail,
+    )  # fmt: skip
+    if changed:
+        logger.warning("%s status was lost while Redis was away; %s again", service, code)
+        await _abroadcast_change(service)
+    return bool(changed)
+
+
+@_bounded
+async def aping() -> None:
+    """Raise unless Redis answers."""
+    await _async_client().ping()
 
 
 @_bounded
@@ -257,16 +320,7 @@ async def _abroadcast_change(service: str) -> None:
 
 
 def get_states() -> dict[str, ServiceState]:
-    client = _sync_client()
-    pipe = client.pipeline(transaction=False)
-    for service in SERVICES:
-        pipe.hgetall(_status_key(service))
-        pipe.exists(_heartbeat_key(service))
-    results = pipe.execute()
-    return {
-        service: _state(service, results[2 * i], bool(results[2 * i + 1]))
-        for i, service in enumerate(SERVICES)
-    }
+    return _states(_sync_client().eval(_STATES, 0, KEY_PREFIX, *SERVICES))
 
 
 def set_status(service: str, status: int, *, detail: str = "") -> bool:

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import weakref
 
+from redis.exceptions import RedisError
+
 from realtime import status
 
 logger = logging.getLogger(__name__)
@@ -24,9 +26,20 @@ def ensure_sweeper() -> None:
 
 
 async def _sweep_forever() -> None:
+    redis_away = False
     while True:
         try:
+            if redis_away:
+                # Redis is back after an outage in which no bot could beat: give them a beat's
+                # time before reaping, so a live bot does not read as 403 for a moment.
+                await status.aping()
+                redis_away = False
+                await asyncio.sleep(status.HEARTBEAT_INTERVAL + 1)
             await status.areap_silent_bots()
-        except Exception:  # Redis away: try again next round, the server keeps serving
-            logger.warning("silent-bot sweep failed; retrying", exc_info=True)
+        except (RedisError, OSError, TimeoutError) as failure:  # Redis away: next round
+            redis_away = True
+            logger.warning("silent-bot sweep failed (%s); retrying",
+                           failure or type(failure).__name__)  # fmt: skip
+        except Exception:  # the server keeps serving and sweeping whatever happens
+            logger.exception("silent-bot sweep failed; retrying")
         await asyncio.sleep(status.SWEEP_INTERVAL)

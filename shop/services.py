@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -341,6 +342,22 @@ def place_order(
         )
         transaction.on_commit(lambda: _order_placed(order))
     return order
+
+
+def place_order_once(*, source_message: str, **order: Any) -> tuple[Order, bool]:
+    """``place_order`` for a request that may come again (``source_message`` names it): the
+    order, and whether this call placed it. A retry, even one racing the first attempt, gets
+    the order that attempt placed, never a second one."""
+    placed = Order.objects.filter(source_message=source_message).first()
+    if placed is not None:
+        return placed, False
+    try:
+        return place_order(source_message=source_message, **order), True
+    except IntegrityError:
+        placed = Order.objects.filter(source_message=source_message).first()
+        if placed is None:
+            raise
+        return placed, False
 
 
 def checkout_cart(

@@ -180,6 +180,89 @@ def test_place_an_order_and_see_it(make_user, make_product):
     assert client.get(f"/api/orders/{body['id']}/").json()["total"] == "159.80"
 
 
+def test_an_order_sent_again_with_its_idempotency_key_is_placed_once(make_user, make_product):
+    ana, bia = client_for(make_user("ana")), client_for(make_user("bia"))
+    shirt = make_product(name="Camisa Azul", price="79.90", stock=5)
+    body = {"items": [{"product": shirt.pk, "quantity": 1}], "payment_method": "pix",
+            "delivery_address": "Rua das Flores, 10"}  # fmt: skip
+
+    first = ana.post("/api/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="pedido-1")
+    again = ana.post("/api/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="pedido-1")
+    other = ana.post("/api/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="pedido-2")
+    # The key is per user: another customer's "pedido-1" is an order of theirs.
+    bias = bia.post("/api/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="pedido-1")
+
+    assert (first.status_code, again.status_code, other.status_code, bias.status_code) == (
+        201, 201, 201, 201,
+    )  # fmt: skip
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert other.json()["number"] != first.json()["number"]
+    assert bias.json()["number"] not in (first.json()["number"], other.json()["number"])
+    assert Order.objects.count() == 3
+    shirt.refresh_from_db()
+    assert shirt.stock == 2
+
+
+@pytest.mark.parametrize("key", ["x" * 201, "tab\there"])
+def test_a_bad_idempotency_key_is_a_400_naming_the_header(make_user, make_product, key):
+    shirt = make_product(stock=5)
+    body = {"items": [{"product": shirt.pk, "quantity": 1}], "payment_method": "pix",
+            "delivery_address": "Rua A, 1"}  # fmt: skip
+    response = client_for(make_user("ana")).post(
+        "/api/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()
+    assert not Order.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_the_database_cannot_take_now_gets_503_with_retry_after(make_user, make_product):
+    """A real database error (the table locked elsewhere, past this connection's lock wait), as a
+    restarting database gives: a 503 saying to retry, nothing written; the retry is served."""
+    from django.db import connection
+
+    shirt = make_product(name="Camisa Azul", stock=5)
+    client = client_for(make_user("ana"))
+    body = {"items": [{"product": shirt.pk, "quantity": 1}], "payment_method": "pix",
+            "delivery_address": "Rua A, 1"}  # fmt: skip
+    blocker = connection.copy()  # a second connection to the same database
+    try:
+        with blocker.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("BEGIN")
+                cursor.execute("LOCK TABLE shop_product IN ACCESS EXCLUSIVE MODE")
+            else:
+                cursor.execute("BEGIN EXCLUSIVE")
+            with connection.cursor() as own:
+                if connection.vendor == "postgresql":
+                    own.execute("SET lock_timeout = '200ms'")
+                else:
+                    own.execute("PRAGMA busy_timeout = 200")
+            refused = client.post(
+                "/api/orders/", body, format="json", HTTP_ACCEPT_LANGUAGE="pt-br",
+                HTTP_IDEMPOTENCY_KEY="pedido-1",
+            )  # fmt: skip
+            cursor.execute("ROLLBACK")
+    finally:
+        blocker.close()
+
+    assert refused.status_code == 503
+    assert refused["Retry-After"] == "5"
+    assert refused.json() == {
+        "detail": "O banco de dados está indisponível; tente de novo em instantes.",
+        "code": "database_unavailable",
+    }
+    assert not Order.objects.exists()
+    shirt.refresh_from_db()
+    assert shirt.stock == 5
+    retried = client.post("/api/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="pedido-1")
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried
+    shirt.refresh_from_db()
+    assert shirt.stock == 4
+
+
 def test_short_of_stock_is_a_409_naming_every_product(make_user, make_product):
     client = client_for(make_user("ana"))
     shirt = make_product(name="Camisa Azul", stock=1)

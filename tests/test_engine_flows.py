@@ -349,6 +349,35 @@ def test_a_cart_changed_after_the_summary_is_summarised_again(catalog):
     assert "recebido! Total: R$ 199,00" in chat.text("1")
 
 
+def test_a_confirm_whose_commit_nobody_heard_of_is_confirmed_on_the_retry(catalog):
+    """The database went away right at the commit of a "confirm": the order was written but the
+    turn failed, and the customer was asked to try again. Their retry confirms that order."""
+    chat = Chat()
+    chat.say("oi")
+    add_to_cart_by_chat(chat, "tenis", 1)
+    chat.say("3")
+    chat.say("Rua das Palmeiras, 7, Recife")
+    chat.say("1")  # the summary
+    # What the failed turn left: the attempt noted in the state, the order in the database.
+    state = chat.state()
+    attempt = f"{chat.service}:{chat.chat}:msg-lost"
+    state["data"]["placing"] = attempt
+    chat.engine.store.save(chat.service, chat.chat, state)
+    placed = services.checkout_cart(
+        customer=Customer.objects.get(whatsapp_phone=chat.chat),
+        channel="whatsapp",
+        payment_method="pix",
+        source_message=attempt,
+    )
+
+    retry = chat.text("1")
+
+    assert f"Pedido *#{placed.number}* recebido!" in retry
+    assert Order.objects.count() == 1
+    catalog["tenis"].refresh_from_db()
+    assert catalog["tenis"].stock == 2
+
+
 def test_checkout_of_an_empty_cart_says_so(catalog):
     chat = Chat()
     chat.say("oi")

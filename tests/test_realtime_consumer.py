@@ -321,6 +321,34 @@ async def test_a_bot_that_dies_silently_reads_403_within_15_seconds(staff_token)
     await client.disconnect()
 
 
+@pytest.mark.parametrize("loss", ["reaped while Redis was away", "Redis lost its data"])
+async def test_a_live_bot_puts_back_a_status_the_registry_lost_with_its_next_beat(
+    staff_token, loss, monkeypatch
+):
+    client = await connect()
+    await joined(client, "Services", staff_token)
+    async with BotLink("Telegram") as link:
+        await link.set_status(status.CONNECTED)
+        assert (await next_event(client, "services_change_status"))["status"] == 200
+        link._heartbeat.cancel()  # the bot cannot beat while Redis is away
+        if loss == "reaped while Redis was away":
+            # The bot could not beat; its heartbeat ran out; a sweep turned it to 403.
+            await status._async_client().delete(status._heartbeat_key("Telegram"))
+            assert await status.areap_silent_bots() == ["Telegram"]
+            assert (await next_event(client, "services_change_status"))["status"] == 403
+        else:
+            await status._async_client().delete(
+                status._status_key("Telegram"), status._heartbeat_key("Telegram")
+            )
+        monkeypatch.setattr(status, "HEARTBEAT_INTERVAL", 0.2)
+        link._heartbeat = asyncio.create_task(link._beat())  # Redis is back: it beats again
+        change = await next_event(client, "services_change_status", timeout=3)
+        assert (change["service"], change["status"]) == ("Telegram", 200)
+        assert (await status.aget_statuses())["Telegram"] == 200
+    assert (await next_event(client, "services_change_status"))["status"] == 403
+    await client.disconnect()
+
+
 # --- Orders, Conversations, Simulator ------------------------------------------------------------
 
 

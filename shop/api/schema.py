@@ -28,6 +28,7 @@ REASONS = {
     "403": ("This account may not do this", "Error"),
     "404": ("No such object (or not one of yours), or no such page", "Error"),
     "415": ("The body is not JSON (or a form)", "Error"),
+    "503": ("The database is unavailable for a moment: retry after `Retry-After` s", "Error"),
 }
 
 
@@ -56,6 +57,7 @@ def document_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]
                 codes.append("404")
             if operation.get("requestBody"):
                 codes.append("415")
+            codes.append("503")  # every operation reads the database
             for code in codes:
                 description, schema = REASONS[code]
                 operation["responses"].setdefault(

@@ -142,6 +142,27 @@ class OrderItemInputSerializer(serializers.Serializer):
     quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY_PER_LINE)
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class IdempotencyKeySerializer(serializers.Serializer):
+    key = serializers.CharField(
+        max_length=200, required=False, allow_null=True, allow_blank=True, default=None
+    )
+
+    def validate_key(self, value: str | None) -> str | None:
+        if value and not value.isprintable():
+            raise serializers.ValidationError(_("Use printable characters only."))
+        return value.strip() or None if value else None
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as refused:
+            # Named as the client sent it: the header, not a field of the body.
+            raise serializers.ValidationError({IDEMPOTENCY_HEADER: refused.detail["key"]}) from None
+
+
 class OrderCreateInputSerializer(serializers.Serializer):
     items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES_PER_ORDER)
     payment_method = serializers.ChoiceField(choices=PaymentMethod.choices)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
@@ -22,7 +22,9 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from marketplace.lockout import LOCKED_OUT_CODE, cool_off_seconds, lockout_message
 from shop import selectors, services
 from shop.api.serializers import (
+    IDEMPOTENCY_HEADER,
     CategorySerializer,
+    IdempotencyKeySerializer,
     LockedOutSerializer,
     OrderCreateInputSerializer,
     OrderSerializer,
@@ -150,6 +152,17 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(
         request=OrderCreateInputSerializer,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Any string of yours naming this order (at most 200 characters, "
+                "say a UUID): sent again, for instance after a timeout or a 503, it answers "
+                "the order it placed the first time (with `Idempotent-Replayed: true`) "
+                "instead of placing a second one.",
+            )
+        ],
         responses={
             201: OrderSerializer,
             400: OpenApiResponse(description="Malformed body or unavailable product"),
@@ -157,25 +170,38 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         },
     )
     def create(self, request: Request) -> Response:
+        key = IdempotencyKeySerializer(data={"key": request.headers.get(IDEMPOTENCY_HEADER)})
+        key.is_valid(raise_exception=True)
         payload = OrderCreateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         customer = services.get_or_create_customer(
             user=request.user, name=request.user.get_full_name()
         )
-        order = services.place_order(
-            customer=customer,
-            items=[
+        order_fields = {
+            "customer": customer,
+            "items": [
                 services.OrderItem(product_id=item["product"], quantity=item["quantity"])
                 for item in data["items"]
             ],
-            channel=Channel.WEB,
-            payment_method=data["payment_method"],
-            delivery_address=data["delivery_address"],
-            placed_by=request.user,
-        )
+            "channel": Channel.WEB,
+            "payment_method": data["payment_method"],
+            "delivery_address": data["delivery_address"],
+            "placed_by": request.user,
+        }
+        headers = {}
+        if key.validated_data["key"]:
+            # The key is the client's, so it is kept per user: two clients cannot collide.
+            source = f"api:{request.user.pk}:{key.validated_data['key']}"
+            order, placed_now = services.place_order_once(source_message=source, **order_fields)
+            if not placed_now:
+                headers["Idempotent-Replayed"] = "true"
+        else:
+            order = services.place_order(**order_fields)
         order = self.get_queryset().get(pk=order.pk)
-        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+        return Response(
+            OrderSerializer(order).data, status=status.HTTP_201_CREATED, headers=headers
+        )
 
     @extend_schema(
         request=OrderStatusInputSerializer,
