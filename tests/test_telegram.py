@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 import time
 from decimal import Decimal
 
@@ -25,7 +26,7 @@ from bots.adapters.telegram import (
 )
 from bots.chat import Reply
 from realtime import status
-from shop.models import Category, CustomerNotification, Order, OrderStatus, Product
+from shop.models import Cart, Category, CustomerNotification, Order, OrderStatus, Product
 from shop.services import set_order_status
 from tests.live import RunbotProcess
 from tests.telegram_standin import TelegramStandIn
@@ -206,6 +207,45 @@ def test_a_status_change_made_while_the_bot_is_down_is_sent_once_it_is_up(telegr
         wait_for_status(status.CONNECTED)
         time.sleep(1.5)
         assert len(telegram.sent(7003)) == 3
+    finally:
+        again.stop()
+
+
+def test_a_sigkilled_bot_answers_what_came_meanwhile_exactly_once_and_the_cart_is_intact(
+    telegram, shirt
+):
+    chat = 7010
+    bot = start_bot(telegram)
+    try:
+        wait_for_status(status.CONNECTED)
+        converse(telegram, chat, "oi", "Boas-vindas")
+        converse(telegram, chat, "2", "O que você procura?")
+        converse(telegram, chat, "camisa azul", "1. Camisa Azul")
+        converse(telegram, chat, "1", "Camisa Azul\nR$ 59,90")
+        converse(telegram, chat, "2", "Adicionado: 2 × Camisa Azul")
+        answered = len(telegram.sent(chat))
+        bot.process.send_signal(signal.SIGKILL)  # mid-conversation, no chance to tidy up
+        bot.process.wait(timeout=10)
+    finally:
+        bot.stop()
+    # While no bot runs, Telegram keeps the updates: the cart, the menu, the cart again.
+    for text in ("2", "menu", "3"):
+        telegram.user_says(chat, text)
+
+    again = start_bot(telegram)
+    try:
+        wait_for_status(status.CONNECTED)
+        deadline = time.monotonic() + 20
+        while len(telegram.sent(chat)) < answered + 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # anything answered twice would show by now
+        replies = [m["text"] for m in telegram.sent(chat)[answered:]]
+        assert len(replies) == 3, replies
+        assert "Seu carrinho\n• 2 × Camisa Azul — R$ 119,80" in replies[0]
+        assert "O que você gostaria de fazer?" in replies[1]
+        assert "Seu carrinho\n• 2 × Camisa Azul — R$ 119,80" in replies[2]
+        cart = Cart.objects.get(customer__telegram_id=chat)
+        assert [(i.product_id, i.quantity) for i in cart.items.all()] == [(shirt.pk, 2)]
     finally:
         again.stop()
 
