@@ -38,12 +38,15 @@ bench: $(STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/whatsapp_latency.py
 
-## make reliability: the fuzzers under reliability/ (figures in docs/reliability.md); the API's
-## runs on the PostgreSQL of DATABASE_URL when it names one. For the daphne comparison:
+## make reliability: the fuzzers and fault scripts under reliability/ (figures in
+## docs/reliability.md); the API fuzzer runs on the PostgreSQL of DATABASE_URL when it names one,
+## the fault scripts start private Redis and PostgreSQL servers. For the daphne comparison:
 ## .venv/bin/python reliability/ws_fuzz.py --server daphne
 reliability: $(STAMP)
 	$(PY) reliability/api_fuzz.py
 	$(PY) reliability/ws_fuzz.py
+	$(PY) reliability/redis_outage.py
+	$(PY) reliability/db_restart.py
 
 ## make messages: refresh and compile the translation catalogs (needs gettext)
 messages: $(STAMP)

@@ -426,3 +426,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def staff_access_token(username: str) -> str:
+    """An access token of a superuser named ``username`` (made the first time), for dashboards."""
+    from django.contrib.auth import get_user_model
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    users = get_user_model().objects
+    staff = users.filter(username=username).first() or users.create_superuser(
+        username, f"{username}@example.com", "uma-senha-bem-forte-42"
+    )
+    return str(AccessToken.for_user(staff))

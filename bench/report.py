@@ -19,3 +19,16 @@ def write_doc_section(begin: str, end: str, section: str, *, doc: Path = DOC) ->
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     doc.write_text(text)
+
+
+def footer(result: dict) -> str:
+    """The lines every result section ends with: where and when it was measured, and how."""
+    return (
+        f"- Machine: {result['machine']}; {result['measured_at']}.\n"
+        f"- Command: `{result['command']}`."
+    )
+
+
+def two_column_table(rows: list[tuple[str, str]]) -> str:
+    """A Markdown table of (what, figures) rows, with no header words."""
+    return "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)

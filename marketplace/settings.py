@@ -332,6 +332,9 @@ WHATSAPP_UNKNOWN_PAGE_SECONDS = env_int("WHATSAPP_UNKNOWN_PAGE_SECONDS", 60)
 # (PSS), checked every WHATSAPP_MEMORY_CHECK_SECONDS: it grows under steady chats. 0: never.
 WHATSAPP_CHROMIUM_MAX_MB = env_int("WHATSAPP_CHROMIUM_MAX_MB", 600)
 WHATSAPP_MEMORY_CHECK_SECONDS = env_int("WHATSAPP_MEMORY_CHECK_SECONDS", 60)
+# The page is reloaded (at a quiet moment, a second or two) when its JavaScript heap has grown
+# this many MB over its size once the chats showed, checked as often. 0: never.
+WHATSAPP_PAGE_HEAP_GROWTH_MB = env_int("WHATSAPP_PAGE_HEAP_GROWTH_MB", 24)
 
 # Telegram (manage.py runbot telegram): the bot's token from @BotFather, and the Bot API's
 # address (a local stand-in in tests). The webhook mode needs this site's public https address and

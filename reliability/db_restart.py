@@ -446,16 +446,12 @@ def write_doc_section(result: dict[str, Any], doc: Path) -> None:
             f"up: {result['server_alive']}; tracebacks logged: {result['server_log_tracebacks']}",
         ),
     ]
-    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     section = f"""{begin}
 ### PostgreSQL restarted during checkouts: {verdict_}
 
-| | |
-|---|---|
-{table}
+{report.two_column_table(rows)}
 
-- Machine: {result["machine"]}; {result["measured_at"]}.
-- Command: `{result["command"]}`.
+{report.footer(result)}
 {end}"""
     report.write_doc_section(begin, end, section, doc=doc)
 

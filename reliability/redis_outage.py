@@ -44,7 +44,7 @@ if str(BASE_DIR) not in sys.path:
 
 from bench import report  # noqa: E402
 from bench.api_products import free_port, machine, wait_until_up  # noqa: E402
-from bench.engine import seed_catalog, use_bench_environment  # noqa: E402
+from bench.engine import seed_catalog, staff_access_token, use_bench_environment  # noqa: E402
 from bench.whatsapp_latency import SCRIPT, forget_chats, start_linked_bot  # noqa: E402
 from marketplace.processes import asgi_server_command, stop_process  # noqa: E402
 from reliability.private_services import PrivateRedis  # noqa: E402
@@ -284,8 +284,6 @@ def run(args: argparse.Namespace, redis_server: PrivateRedis, folder: Path) -> d
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
-    from rest_framework_simplejwt.tokens import AccessToken
 
     from realtime import status
     from tests.whatsapp_double import WhatsAppDouble
@@ -294,11 +292,7 @@ def run(args: argparse.Namespace, redis_server: PrivateRedis, folder: Path) -> d
                    cwd=BASE_DIR, check=True)  # fmt: skip
     seed_catalog(200)
     forget_chats()
-    users = get_user_model().objects
-    staff = users.filter(username="outage-staff").first() or users.create_superuser(
-        "outage-staff", "outage@example.com", "uma-senha-bem-forte-42"
-    )
-    token = str(AccessToken.for_user(staff))
+    token = staff_access_token("outage-staff")
 
     port = free_port()
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -487,16 +481,12 @@ def write_doc_section(result: dict[str, Any], doc: Path) -> None:
             f"{result['bot_log_tracebacks']}",
         ),
     ]
-    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     section = f"""{begin}
 ### Redis stopped for {result["down_s"]:g} s: {verdict}
 
-| | |
-|---|---|
-{table}
+{report.two_column_table(rows)}
 
-- Machine: {result["machine"]}; {result["measured_at"]}.
-- Command: `{result["command"]}`.
+{report.footer(result)}
 {end}"""
     report.write_doc_section(begin, end, section, doc=doc)
 

@@ -308,6 +308,41 @@ def test_chromium_over_its_memory_budget_is_restarted_keeping_the_login_and_ever
             bot.stop()
 
 
+def test_a_page_whose_heap_grew_past_its_allowance_is_reloaded_quietly(shirt, tmp_path):
+    """The page is reloaded at a quiet moment: the login stays, the dashboard keeps reading 200,
+    and a message written meanwhile is answered once."""
+    profile = tmp_path / "profile"
+    with WhatsAppDouble() as double:
+        bot = RunbotProcess(
+            "whatsapp", "--url", double.url, "--profile-dir", str(profile),
+            WHATSAPP_PAGE_HEAP_GROWTH_MB="16", WHATSAPP_MEMORY_CHECK_SECONDS="3",
+        )  # fmt: skip
+        try:
+            wait_for_status(status.AUTHENTICATING)
+            double.scan()
+            wait_for_status(status.CONNECTED)
+            say(double, "oi", "Boas-vindas")
+            time.sleep(4)  # a check measures the page's heap once the chats show
+            loads = double.page_loads()
+            double.grow_page_heap(40)
+            bot.wait_for_log("reloading WhatsApp Web", timeout=20)
+            double.customer_says(PHONE, "1", name="Maria Souza")  # while the page reloads
+            readings = []
+            deadline = time.monotonic() + 30
+            while not any("escolha uma categoria" in m["text"] for m in double.sent(PHONE)):
+                assert time.monotonic() < deadline, double.sent(PHONE)
+                readings.append(status.get_states()["WhatsApp"].status)
+                time.sleep(0.1)
+            assert double.page_loads() == loads + 1 and double.linked()
+            assert set(readings) == {status.CONNECTED}  # no 100 or 102 for the bot's own reload
+            time.sleep(4)  # the reloaded page is measured again and left alone
+            assert double.page_loads() == loads + 1
+            answers = [m for m in double.sent(PHONE) if "escolha uma categoria" in m["text"]]
+            assert len(answers) == 1
+        finally:
+            bot.stop()
+
+
 def test_sigterm_closes_chromium_and_reports_403(variant, shirt, tmp_path):
     import psutil
 

@@ -212,6 +212,7 @@ class WhatsAppDouble:
         self._pages = itertools.count(1)
         self._page: int | None = None  # the app page last served: the only one that is live
         self._loads = 0
+        self._ballast: tuple[int, int] | None = None  # (page, MB) the page is told to hold
         self._state = "none"
         self._history: list[str] = []
         self._open: str | None = None  # jid of the chat open in the live page
@@ -336,6 +337,13 @@ class WhatsAppDouble:
     def page_loads(self) -> int:
         with self._cond:
             return self._loads
+
+    def grow_page_heap(self, mb: int) -> None:
+        """Make the page loaded now hold ``mb`` MB more of JavaScript objects (as WhatsApp Web's
+        own heap grows over hours); a new page load starts without them."""
+        with self._cond:
+            self._ballast = (self._page, mb)
+            self._bump()
 
     def open_chat(self) -> str | None:
         """The phone (``+<digits>``) of the chat open in the page, if any."""
@@ -552,6 +560,8 @@ class WhatsAppDouble:
         qr = self._live_qr()
         if qr is not None:
             snap["qr"] = {"payload": qr.payload, "expired": qr.expired}
+        if self._ballast and self._ballast[0] == page:
+            snap["ballast_mb"] = self._ballast[1]
         if valid:
             chats = sorted(
                 (c for c in self._chats.values() if c.messages),

@@ -87,12 +87,16 @@ class WhatsAppBot:
         unknown_page_grace: float = UNKNOWN_PAGE_GRACE_S,
         chromium_budget_mb: float = 0,
         memory_check_s: float = MEMORY_CHECK_S,
+        page_heap_growth_mb: float = 0,
     ) -> None:
         self.url = url
-        # Chromium's renderer grows under steady chats (~8 MB a minute at a message a second,
-        # docs/reliability.md) and a reload gives little back; a restart gives it all back and
-        # keeps the login. 0: no budget.
-        self.chromium_budget_mb = chromium_budget_mb
+        # The page's JavaScript heap grows under steady chats (docs/reliability.md): once it has
+        # grown this much over its size when the chats first showed, the page is reloaded at a
+        # quiet moment (a second or two; the login and every message stay). 0: never.
+        self.page_heap_growth_mb = page_heap_growth_mb
+        self._page_heap_base_mb: float | None = None
+        self._memory_reload = False  # between such a reload and the chats showing again
+        self.chromium_budget_mb = chromium_budget_mb  # over this, Chromium is restarted
         self.memory_check_s = memory_check_s
         self._next_memory_check = 0.0
         self.unknown_page_grace = unknown_page_grace
@@ -176,6 +180,8 @@ class WhatsAppBot:
                 )
                 self.page = WhatsAppPage(driver, self.url)
                 self._next_memory_check = time.monotonic() + self.memory_check_s
+                self._page_heap_base_mb = None
+                self._memory_reload = False
                 await self._call(self.page.open)
                 await self._drive()
             except LoggedOut:
@@ -226,7 +232,9 @@ class WhatsAppBot:
     async def _step(self, page: WhatsAppPage, unknown_since: float | None) -> str:
         """One look at the page and what it calls for; returns the page's state."""
         state = await self._call(page.state)
-        if state == "loading":
+        if state in ("loading", "syncing") and self._memory_reload:
+            pass  # the bot's own reload: the dashboard keeps showing 200 for its second or two
+        elif state == "loading":
             await self._report(status.INITIALIZING, "Carregando o WhatsApp Web…")
         elif state == "login":
             await self._at_login(page)
@@ -238,6 +246,7 @@ class WhatsAppBot:
             await self._call(page.open)
         elif state == "main":
             self._was_main = True
+            self._memory_reload = False
             await self._report(status.CONNECTED)
             await self._serve(page)
         elif unknown_since and time.monotonic() - unknown_since > self.unknown_page_grace:
@@ -291,11 +300,29 @@ class WhatsAppBot:
         await self._check_memory(page)
 
     async def _check_memory(self, page: WhatsAppPage) -> None:
-        """Raise ``OverMemoryBudget`` when Chromium is over its budget. Checked here, once every
-        chat with news was answered, so a restart interrupts no conversation."""
-        if not self.chromium_budget_mb or time.monotonic() < self._next_memory_check:
+        """Reload the page when its heap grew past its allowance; raise ``OverMemoryBudget``
+        when Chromium is over its budget. Checked here, once every chat with news was answered,
+        so neither interrupts a conversation."""
+        if time.monotonic() < self._next_memory_check:
             return
         self._next_memory_check = time.monotonic() + self.memory_check_s
+        if self.page_heap_growth_mb:
+            heap = await self._call(page.heap_mb)
+            if self._page_heap_base_mb is None:
+                self._page_heap_base_mb = heap
+            elif heap > self._page_heap_base_mb + self.page_heap_growth_mb:
+                logger.info(
+                    "the page's heap grew from %.0f MB to %.0f MB; reloading WhatsApp Web",
+                    self._page_heap_base_mb,
+                    heap,
+                )
+                self._page_heap_base_mb = None  # measured again on the new page
+                self._rescanned = False  # a message may land in the open chat meanwhile
+                self._memory_reload = True
+                await self._call(page.open)
+                return
+        if not self.chromium_budget_mb:
+            return
         used = await asyncio.get_running_loop().run_in_executor(None, chromium_mb, page.driver)
         if used > self.chromium_budget_mb:
             raise OverMemoryBudget(

@@ -201,6 +201,12 @@ class WhatsAppPage:
             # A slow first load goes on in the browser; the state loop watches it from here.
             logger.info("WhatsApp Web still loading after the page-load timeout; watching it")
 
+    def heap_mb(self) -> float:
+        """The page's JavaScript heap in use, MB, after a garbage collection (DevTools
+        protocol: precise, unlike ``performance.memory``)."""
+        self.driver.execute_cdp_cmd("HeapProfiler.collectGarbage", {})
+        return self.driver.execute_cdp_cmd("Runtime.getHeapUsage", {})["usedSize"] / 1024 / 1024
+
     def alive(self) -> bool:
         """Whether the browser still answers at all."""
         try:

@@ -64,6 +64,7 @@ class Command(BaseCommand):
             unknown_page_grace=settings.WHATSAPP_UNKNOWN_PAGE_SECONDS,
             chromium_budget_mb=settings.WHATSAPP_CHROMIUM_MAX_MB,
             memory_check_s=settings.WHATSAPP_MEMORY_CHECK_SECONDS,
+            page_heap_growth_mb=settings.WHATSAPP_PAGE_HEAP_GROWTH_MB,
         )
         await bot.run(_stop_on_signal())
 

@@ -225,6 +225,10 @@
     if (!snap || snap.v < version) return;
     version = snap.v;
     if (!snap.current) return;
+    if (snap.ballast_mb && !window.__ballast) {
+      // The control interface's grow_page_heap: MB of live objects, 1 MB (131072 doubles) each.
+      window.__ballast = Array.from({ length: snap.ballast_mb }, () => new Array(131072).fill(1.5));
+    }
     const mine = snap.token === token(); // the session answer is about the token we hold
     if (state === "login") {
       if (snap.link_token) {
