@@ -51,6 +51,9 @@ MEDIA_PREVIEWS = {
 CHECK_AFTER = 0.2  # seconds from sending to msg-check
 DBLCHECK_AFTER = 0.5  # seconds from sending to msg-dblcheck
 POLL_WAIT = 15.0  # longest wait of a long poll
+# An opened chat shows its latest messages, as WhatsApp Web does ("older messages load above",
+# CONTRACT.md): a chat's whole history is not rendered again each time it is opened.
+SHOWN_MESSAGES = 50
 TICK = 0.05  # the clock of timed changes (QR rotation, ticks)
 PAGE_STATES = ("loading", "login", "syncing", "main")
 
@@ -582,7 +585,7 @@ class WhatsAppDouble:
             if chat is not None:
                 snap["open"] = chat.jid
                 snap["open_title"] = chat.title
-                snap["messages"] = [self._message_json(m) for m in chat.messages]
+                snap["messages"] = [self._message_json(m) for m in chat.messages[-SHOWN_MESSAGES:]]
         return snap
 
     # -- HTTP -----------------------------------------------------------------------------------

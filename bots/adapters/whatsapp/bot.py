@@ -48,6 +48,11 @@ RESCAN_CHATS = 10  # recent chats a (re)started browser looks into
 SEND_CONFIRM_S = 30  # a message still pending this long counts as not sent
 HANDLED_KEY = "marketplace:whatsapp:last-handled"
 MEMORY_CHECK_S = 60.0  # how often Chromium's memory is looked at against its budget
+# A page whose heap is large when loaded (the real WhatsApp Web's is) may grow by this share of
+# it before a reload, and is reloaded at most once in this many memory checks: a reload costs
+# seconds.
+PAGE_HEAP_GROWTH_SHARE = 0.5
+PAGE_RELOAD_MIN_CHECKS = 5
 
 
 class OverMemoryBudget(Exception):
@@ -96,6 +101,7 @@ class WhatsAppBot:
         self.page_heap_growth_mb = page_heap_growth_mb
         self._page_heap_base_mb: float | None = None
         self._memory_reload = False  # between such a reload and the chats showing again
+        self._page_loaded_at = 0.0
         self.chromium_budget_mb = chromium_budget_mb  # over this, Chromium is restarted
         self.memory_check_s = memory_check_s
         self._next_memory_check = 0.0
@@ -179,6 +185,7 @@ class WhatsAppBot:
                     lambda: start_chromium(profile_dir=self.profile_dir, headed=self.headed),
                 )
                 self.page = WhatsAppPage(driver, self.url)
+                self._page_loaded_at = time.monotonic()
                 self._next_memory_check = time.monotonic() + self.memory_check_s
                 self._page_heap_base_mb = None
                 self._memory_reload = False
@@ -308,9 +315,15 @@ class WhatsAppBot:
         self._next_memory_check = time.monotonic() + self.memory_check_s
         if self.page_heap_growth_mb:
             heap = await self._call(page.heap_mb)
-            if self._page_heap_base_mb is None:
+            base = self._page_heap_base_mb
+            allowance = max(self.page_heap_growth_mb, (base or 0) * PAGE_HEAP_GROWTH_SHARE)
+            loaded_for = time.monotonic() - self._page_loaded_at
+            if base is None:
                 self._page_heap_base_mb = heap
-            elif heap > self._page_heap_base_mb + self.page_heap_growth_mb:
+            elif (
+                heap > base + allowance
+                and loaded_for > PAGE_RELOAD_MIN_CHECKS * self.memory_check_s
+            ):
                 logger.info(
                     "the page's heap grew from %.0f MB to %.0f MB; reloading WhatsApp Web",
                     self._page_heap_base_mb,
@@ -319,6 +332,7 @@ class WhatsAppBot:
                 self._page_heap_base_mb = None  # measured again on the new page
                 self._rescanned = False  # a message may land in the open chat meanwhile
                 self._memory_reload = True
+                self._page_loaded_at = time.monotonic()
                 await self._call(page.open)
                 return
         if not self.chromium_budget_mb:

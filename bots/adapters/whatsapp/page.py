@@ -6,9 +6,11 @@ Selectors come from ``bots.adapters.whatsapp.selectors`` only. The bot waits for
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from selenium.common.exceptions import (
@@ -201,6 +203,24 @@ class WhatsAppPage:
             # A slow first load goes on in the browser; the state loop watches it from here.
             logger.info("WhatsApp Web still loading after the page-load timeout; watching it")
 
+    def _evaluate(self, script: str, *args: object) -> Any:
+        """``script`` (a function body reading ``arguments``) run in the page; its JSON value.
+
+        Through the DevTools protocol rather than ``execute_script``: ChromeDriver keeps every
+        value a script returns alive in the page (a "DevTools console" handle), so reading the
+        open chat a few times a second grew the page's heap by megabytes a minute until the
+        page was closed (docs/reliability.md); ``Runtime.evaluate`` returning by value keeps
+        nothing."""
+        expression = f"(function() {{\n{script}\n}}).apply(null, {json.dumps(args)})"
+        answer = self.driver.execute_cdp_cmd(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}
+        )
+        if "exceptionDetails" in answer:
+            details = answer["exceptionDetails"]
+            text = details.get("exception", {}).get("description") or details.get("text", "")
+            raise JavascriptException(text.splitlines()[0] if text else "script failed")
+        return answer["result"].get("value")
+
     def heap_mb(self) -> float:
         """The page's JavaScript heap in use, MB, after a garbage collection (DevTools
         protocol: precise, unlike ``performance.memory``)."""
@@ -229,9 +249,7 @@ class WhatsAppPage:
 
     def state(self) -> str:
         """ "main", "login", "syncing", "loading", "offline" or "unknown" (one round trip)."""
-        return self.driver.execute_script(
-            _STATE, s.MAIN.any, s.QR_HOLDER.any, s.SYNCING_TEXT, s.LOADING.any
-        )
+        return self._evaluate(_STATE, s.MAIN.any, s.QR_HOLDER.any, s.SYNCING_TEXT, s.LOADING.any)
 
     def wait_for_change(self, timeout_s: float) -> bool:
         try:
@@ -256,9 +274,7 @@ class WhatsAppPage:
     def chats(self, *, unread_only: bool = True, limit: int = 50) -> list[tuple[str, int]]:
         """(title, unread count) of the chat list's rows, top first (with unread only, by
         default); one round trip."""
-        rows = self.driver.execute_script(
-            _CHATS, s.MAIN.any, s.ROW.any, s.ROW_TITLE.any, s.UNREAD.any, limit
-        )
+        rows = self._evaluate(_CHATS, s.MAIN.any, s.ROW.any, s.ROW_TITLE.any, s.UNREAD.any, limit)
         if rows is None:
             raise PageChanged(s.MAIN)
         return [
@@ -279,7 +295,7 @@ class WhatsAppPage:
 
     def messages(self) -> list[ChatMessage]:
         """The open chat's messages, oldest first (none with no chat open); one round trip."""
-        rows = self.driver.execute_script(
+        rows = self._evaluate(
             _READ_MESSAGES,
             s.MESSAGE.any,
             s.MESSAGE_TEXT.any,
