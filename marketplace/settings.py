@@ -329,7 +329,8 @@ WHATSAPP_PROFILE_DIR = os.environ.get("WHATSAPP_PROFILE_DIR", str(VAR_DIR / "wha
 # "WhatsApp mudou a página".
 WHATSAPP_UNKNOWN_PAGE_SECONDS = env_int("WHATSAPP_UNKNOWN_PAGE_SECONDS", 60)
 # Chromium is restarted (at a quiet moment; the login stays) when its memory passes this many MB
-# (PSS), checked every WHATSAPP_MEMORY_CHECK_SECONDS: it grows under steady chats. 0: never.
+# (PSS), checked every WHATSAPP_MEMORY_CHECK_SECONDS: a last guard against a page or browser that
+# keeps growing. 0: never.
 WHATSAPP_CHROMIUM_MAX_MB = env_int("WHATSAPP_CHROMIUM_MAX_MB", 600)
 WHATSAPP_MEMORY_CHECK_SECONDS = env_int("WHATSAPP_MEMORY_CHECK_SECONDS", 60)
 # The page is reloaded (at a quiet moment, a second or two) when its JavaScript heap has grown

@@ -151,9 +151,11 @@ class IdempotencyKeySerializer(serializers.Serializer):
     )
 
     def validate_key(self, value: str | None) -> str | None:
-        if value and not value.isprintable():
+        if not value:
+            return None  # no key: an order like any other
+        if not value.isprintable():
             raise serializers.ValidationError(_("Use printable characters only."))
-        return value.strip() or None if value else None
+        return value
 
     def to_internal_value(self, data):
         try:

@@ -95,9 +95,9 @@ class WhatsAppBot:
         page_heap_growth_mb: float = 0,
     ) -> None:
         self.url = url
-        # The page's JavaScript heap grows under steady chats (docs/reliability.md): once it has
-        # grown this much over its size when the chats first showed, the page is reloaded at a
-        # quiet moment (a second or two; the login and every message stay). 0: never.
+        # A guard for what the page keeps over hours (docs/reliability.md): once its JavaScript
+        # heap has grown this much over its size when the chats first showed, the page is
+        # reloaded at a quiet moment (seconds; the login and every message stay). 0: never.
         self.page_heap_growth_mb = page_heap_growth_mb
         self._page_heap_base_mb: float | None = None
         self._memory_reload = False  # between such a reload and the chats showing again
