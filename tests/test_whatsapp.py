@@ -315,14 +315,14 @@ def test_a_page_whose_heap_grew_past_its_allowance_is_reloaded_quietly(shirt, tm
     with WhatsAppDouble() as double:
         bot = RunbotProcess(
             "whatsapp", "--url", double.url, "--profile-dir", str(profile),
-            WHATSAPP_PAGE_HEAP_GROWTH_MB="16", WHATSAPP_MEMORY_CHECK_SECONDS="3",
+            WHATSAPP_PAGE_HEAP_GROWTH_MB="16", WHATSAPP_MEMORY_CHECK_SECONDS="2",
         )  # fmt: skip
         try:
             wait_for_status(status.AUTHENTICATING)
             double.scan()
             wait_for_status(status.CONNECTED)
             say(double, "oi", "Boas-vindas")
-            time.sleep(4)  # a check measures the page's heap once the chats show
+            time.sleep(2.5)  # a check measures the page's heap once the chats show
             loads = double.page_loads()
             double.grow_page_heap(40)
             bot.wait_for_log("reloading WhatsApp Web", timeout=20)
@@ -335,7 +335,7 @@ def test_a_page_whose_heap_grew_past_its_allowance_is_reloaded_quietly(shirt, tm
                 time.sleep(0.1)
             assert double.page_loads() == loads + 1 and double.linked()
             assert set(readings) == {status.CONNECTED}  # no 100 or 102 for the bot's own reload
-            time.sleep(4)  # the reloaded page is measured again and left alone
+            time.sleep(2.5)  # the reloaded page is measured again and left alone
             assert double.page_loads() == loads + 1
             answers = [m for m in double.sent(PHONE) if "escolha uma categoria" in m["text"]]
             assert len(answers) == 1
