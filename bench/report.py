@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -32,3 +33,9 @@ def footer(result: dict) -> str:
 def two_column_table(rows: list[tuple[str, str]]) -> str:
     """A Markdown table of (what, figures) rows, with no header words."""
     return "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+def save_result(result: dict, path: Path) -> None:
+    """``result`` as indented JSON at ``path`` (its folder made if need be)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -223,8 +223,7 @@ def main() -> None:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, check=True)
         result = run(args, database)
 
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    report.save_result(result, args.results)
     write_doc_section(result, args.doc)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     if result["failures"]:

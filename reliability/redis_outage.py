@@ -269,8 +269,7 @@ def main() -> None:
         os.environ["STATIC_ROOT"] = str(Path(folder) / "static")
         result = run(args, redis_server, Path(folder))
 
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    report.save_result(result, args.results)
     write_doc_section(result, args.doc)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     if result["failures"]:
